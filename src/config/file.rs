@@ -1,0 +1,137 @@
+//! The raw shape of the TOML config file and of the `VOMO_SYNC_*` environment
+//! overrides: every field optional, unknown keys refused. Parsing errors name
+//! the source, the line and the key; validation and defaults live in
+//! [`super`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+
+/// One layer of settings (the file, or the environment). `None` means "not set
+/// here", so layers can be stacked with [`FileConfig::over`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub state: StateSection,
+    #[serde(default)]
+    pub vomo: VomoSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// A SQLite file path, a `sqlite:` URL or a `postgres://` URL.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VomoSection {
+    pub base_url: Option<String>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub request_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+    pub dir: Option<PathBuf>,
+}
+
+/// How non-console commands write their log lines to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A duration written as humans do (`"15m"`, `"120s"`, `"1h 30m"`), or a
+/// number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(secs) => Ok(Self(Duration::from_secs(secs))),
+            Raw::Text(text) => parse_duration(&text).map(Self).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"15m"`-style durations with a message that says what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?} ({e}); write it like \"90s\", \"15m\" or \"1h 30m\""))
+}
+
+impl FileConfig {
+    /// Reads and parses a config file. A missing file is `Ok(None)`.
+    pub fn read(path: &Path) -> Result<Option<Self>, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ConfigError::Unreadable { path: path.to_owned(), reason: e.to_string() });
+            }
+        };
+        Self::parse(&text, &path.display().to_string()).map(Some)
+    }
+
+    /// Parses TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let located =
+            |message: String, key: String, span: Option<std::ops::Range<usize>>| ConfigError::Invalid {
+                origin: source.to_owned(),
+                line: span.map(|s| line_of(text, s.start)),
+                key,
+                message,
+            };
+        let deserializer = toml::de::Deserializer::parse(text)
+            .map_err(|e| located(e.message().to_owned(), String::new(), e.span()))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let inner = e.into_inner();
+            located(inner.message().to_owned(), key, inner.span())
+        })
+    }
+
+    /// This layer with `other`'s settings on top where `other` sets them.
+    pub fn over(self, other: Self) -> Self {
+        Self {
+            state: StateSection { url: other.state.url.or(self.state.url) },
+            vomo: VomoSection {
+                base_url: other.vomo.base_url.or(self.vomo.base_url),
+                connect_timeout: other.vomo.connect_timeout.or(self.vomo.connect_timeout),
+                request_timeout: other.vomo.request_timeout.or(self.vomo.request_timeout),
+            },
+            log: LogSection {
+                level: other.log.level.or(self.log.level),
+                format: other.log.format.or(self.log.format),
+                dir: other.log.dir.or(self.log.dir),
+            },
+        }
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
+}

@@ -1,0 +1,458 @@
+//! The validated configuration every command starts from, and where its files
+//! live. Built once before anything runs: defaults < config file <
+//! `VOMO_SYNC_*` environment < command-line flags.
+
+pub mod file;
+pub mod layer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use file::LogFormat;
+use file::{FileConfig, parse_duration};
+
+/// VOMO's one documented base URL (vomo-api.md §1).
+pub const DEFAULT_VOMO_URL: &str = "https://api.vomo.org/v1";
+
+/// Why the configuration could not be built. Each variant names where the bad
+/// value came from, so the operator knows what to edit.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: cannot read it: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("config file {path} was given but does not exist; create it or drop --config")]
+    Missing { path: String },
+    #[error("{}", invalid_message(origin, *line, key, message))]
+    Invalid { origin: String, line: Option<usize>, key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+    #[error(
+        "cannot find a home directory for the default config and state paths; set HOME, or pass --config and --state"
+    )]
+    NoHome,
+}
+
+fn invalid_message(origin: &str, line: Option<usize>, key: &str, message: &str) -> String {
+    let mut text = format!("config {origin}");
+    if let Some(line) = line {
+        text.push_str(&format!(", line {line}"));
+    }
+    if !key.is_empty() {
+        text.push_str(&format!(", key `{key}`"));
+    }
+    text.push_str(": ");
+    text.push_str(message.trim_end());
+    text
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub state: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+}
+
+/// The platform directories (XDG on Linux) the defaults are derived from.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Dirs {
+    pub fn platform() -> Result<Self, ConfigError> {
+        let dirs = directories::ProjectDirs::from("", "", "vomo-sync").ok_or(ConfigError::NoHome)?;
+        Ok(Self { config_dir: dirs.config_dir().to_owned(), data_dir: dirs.data_dir().to_owned() })
+    }
+}
+
+/// Where the partner state DB lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StateLocation {
+    /// Accepts `postgres://…`, `postgresql://…`, `sqlite:PATH`, `sqlite://PATH`
+    /// or a plain file path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty state location; give a file path or a postgres:// URL".to_owned());
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            url::Url::parse(text).map_err(|e| format!("invalid PostgreSQL URL ({e})"))?;
+            return Ok(Self::Postgres(text.to_owned()));
+        }
+        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "unsupported state URL {}; use a file path, sqlite:PATH or postgres://…",
+                redact_url(text)
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(text)))
+    }
+
+    /// The location as it may be shown: PostgreSQL passwords replaced by `***`.
+    pub fn display_redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+impl fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateLocation({})", self.display_redacted())
+    }
+}
+
+/// Replaces the password of a URL with `***`; text that is not a URL is kept.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            // Only fails for URLs that cannot carry a password at all.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Settings for talking to VOMO.
+#[derive(Debug, Clone, Serialize)]
+pub struct VomoSettings {
+    /// Default base URL for customers onboarded without `--vomo-url`.
+    pub base_url: String,
+    #[serde(serialize_with = "serialize_duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub request_timeout: Duration,
+}
+
+/// Settings for the process's own log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSettings {
+    /// A `tracing` filter directive such as `info` or `vomo_sync=debug`.
+    pub level: String,
+    pub format: LogFormat,
+    /// Where the console writes its rolling log file.
+    pub dir: PathBuf,
+}
+
+/// Files the process reads and writes.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub config_file_exists: bool,
+    pub data_dir: PathBuf,
+    pub config_dir: PathBuf,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub paths: Paths,
+    pub state: StateLocation,
+    pub vomo: VomoSettings,
+    pub log: LogSettings,
+    /// Non-fatal notes found while loading (unknown variables); shown once
+    /// logging is up.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Builds the configuration from the process environment and flags.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(overrides, &vars, &Dirs::platform()?)
+    }
+
+    /// Builds the configuration from explicit inputs (used by tests).
+    pub fn load_from(
+        overrides: &Overrides,
+        vars: &[(String, String)],
+        dirs: &Dirs,
+    ) -> Result<Self, ConfigError> {
+        let env_config_file =
+            vars.iter().find(|(k, _)| k == "VOMO_SYNC_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let explicit_file = overrides.config_file.clone().or(env_config_file);
+        let config_file = explicit_file.clone().unwrap_or_else(|| dirs.config_dir.join("config.toml"));
+        let file_layer = match FileConfig::read(&config_file)? {
+            Some(layer) => Some(layer),
+            None if explicit_file.is_some() => {
+                return Err(ConfigError::Missing { path: config_file.display().to_string() });
+            }
+            None => None,
+        };
+        let config_file_exists = file_layer.is_some();
+        let (env, warnings) = layer::env_layer(vars)?;
+        let merged = file_layer.unwrap_or_default().over(env);
+        Self::resolve(merged, overrides, dirs, config_file, config_file_exists, warnings)
+    }
+
+    fn resolve(
+        merged: FileConfig,
+        overrides: &Overrides,
+        dirs: &Dirs,
+        config_file: PathBuf,
+        config_file_exists: bool,
+        warnings: Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let state = match &overrides.state {
+            Some(flag) => StateLocation::parse(flag)
+                .map_err(|message| ConfigError::Flag { flag: "--state".to_owned(), message })?,
+            None => match merged.state.url {
+                Some(url) => StateLocation::parse(&url).map_err(|message| ConfigError::Invalid {
+                    origin: "(file or VOMO_SYNC_STATE)".to_owned(),
+                    line: None,
+                    key: "state.url".to_owned(),
+                    message,
+                })?,
+                None => StateLocation::Sqlite(dirs.data_dir.join("state.db")),
+            },
+        };
+        let base_url = merged.vomo.base_url.unwrap_or_else(|| DEFAULT_VOMO_URL.to_owned());
+        validate_base_url(&base_url).map_err(|message| ConfigError::Invalid {
+            origin: "(file or VOMO_SYNC_VOMO_BASE_URL)".to_owned(),
+            line: None,
+            key: "vomo.base_url".to_owned(),
+            message,
+        })?;
+        let level = overrides.log_level.clone().or(merged.log.level).unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| ConfigError::Flag {
+            flag: "log level".to_owned(),
+            message: format!("invalid filter {level:?}: {e}"),
+        })?;
+        Ok(Self {
+            paths: Paths {
+                config_file,
+                config_file_exists,
+                data_dir: dirs.data_dir.clone(),
+                config_dir: dirs.config_dir.clone(),
+            },
+            state,
+            vomo: VomoSettings {
+                base_url,
+                connect_timeout: merged.vomo.connect_timeout.map_or(Duration::from_secs(10), |d| d.0),
+                request_timeout: merged.vomo.request_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            },
+            log: LogSettings {
+                level,
+                format: overrides.log_format.or(merged.log.format).unwrap_or_default(),
+                dir: merged.log.dir.unwrap_or_else(|| dirs.data_dir.join("logs")),
+            },
+            warnings,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets redacted, with the paths
+    /// of every file the process uses as leading comments.
+    pub fn render(&self) -> String {
+        #[derive(Serialize)]
+        struct View<'a> {
+            state: StateView,
+            vomo: &'a VomoSettings,
+            log: &'a LogSettings,
+        }
+        #[derive(Serialize)]
+        struct StateView {
+            url: String,
+        }
+        let view = View {
+            state: StateView { url: self.state.display_redacted() },
+            vomo: &self.vomo,
+            log: &self.log,
+        };
+        let file_note = if self.paths.config_file_exists { "" } else { " (not present; defaults apply)" };
+        let state_path = match &self.state {
+            StateLocation::Sqlite(path) => path.display().to_string(),
+            StateLocation::Postgres(_) => format!("PostgreSQL {}", self.state.display_redacted()),
+        };
+        let body = toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        format!(
+            "# config file: {}{file_note}\n# state:       {state_path}\n# log dir:     {}\n# master key:  {}\n\n{body}",
+            self.paths.config_file.display(),
+            self.log.dir.display(),
+            self.master_key_file().display(),
+        )
+    }
+
+    /// The key file that encrypts tokens at rest when `VOMO_SYNC_MASTER_KEY`
+    /// is not set.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.paths.config_dir.join("master.key")
+    }
+}
+
+fn validate_base_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("invalid URL {text:?} ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} is not an http(s) URL"));
+    }
+    Ok(())
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// Parses a duration given on the command line (`--poll-every 15m`).
+pub fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Checks that `path`'s parent exists or can be created.
+pub fn ensure_parent_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(tmp: &Path) -> Dirs {
+        Dirs { config_dir: tmp.join("cfg"), data_dir: tmp.join("data") }
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn write_config(tmp: &Path, text: &str) -> PathBuf {
+        let path = tmp.join("cfg").join("config.toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap();
+        assert_eq!(config.state, StateLocation::Sqlite(tmp.path().join("data/state.db")));
+        assert_eq!(config.vomo.base_url, DEFAULT_VOMO_URL);
+        assert_eq!(config.vomo.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert!(!config.paths.config_file_exists);
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_config(
+            tmp.path(),
+            "[state]\nurl = \"/from/file.db\"\n[vomo]\nrequest_timeout = \"5s\"\nbase_url = \"http://file/v1\"\n[log]\nformat = \"json\"\n",
+        );
+        let env = vars(&[("VOMO_SYNC_STATE", "/from/env.db"), ("VOMO_SYNC_VOMO_REQUEST_TIMEOUT", "7s")]);
+        let d = dirs(tmp.path());
+        let config = Config::load_from(&Overrides::default(), &env, &d).unwrap();
+        assert_eq!(config.state, StateLocation::Sqlite("/from/env.db".into()));
+        assert_eq!(config.vomo.request_timeout, Duration::from_secs(7));
+        assert_eq!(config.vomo.base_url, "http://file/v1");
+        assert_eq!(config.log.format, LogFormat::Json);
+
+        let flags = Overrides {
+            state: Some("postgres://u:pw@localhost/db".into()),
+            log_format: Some(LogFormat::Text),
+            ..Overrides::default()
+        };
+        let config = Config::load_from(&flags, &env, &d).unwrap();
+        assert_eq!(config.state, StateLocation::Postgres("postgres://u:pw@localhost/db".into()));
+        assert_eq!(config.log.format, LogFormat::Text);
+        let shown = config.render();
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert!(shown.contains("postgres://u:***@localhost/db"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_value_names_file_line_and_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write_config(
+            tmp.path(),
+            "[vomo]\nbase_url = \"http://x/v1\"\nrequest_timeout = \"5 fortnights\"\n",
+        );
+        let err = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("vomo.request_timeout"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_key_and_a_syntax_error_are_located() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_config(tmp.path(), "[log]\nlevel = \"info\"\nfromat = \"json\"\n");
+        let text = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("line 3") && text.contains("fromat"), "{text}");
+
+        write_config(tmp.path(), "[log\nlevel = 1\n");
+        let text = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("line 1"), "{text}");
+
+        write_config(tmp.path(), "[log]\nformat = \"xml\"\n");
+        let text = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("line 2") && text.contains("log.format") && text.contains("json"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = vars(&[("VOMO_SYNC_VOMO_CONNECT_TIMEOUT", "soon")]);
+        let text = Config::load_from(&Overrides::default(), &env, &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("VOMO_SYNC_VOMO_CONNECT_TIMEOUT"), "{text}");
+        let env = vars(&[("VOMO_SYNC_STAT", "/typo.db")]);
+        let config = Config::load_from(&Overrides::default(), &env, &dirs(tmp.path())).unwrap();
+        assert!(config.warnings[0].contains("VOMO_SYNC_STAT"));
+    }
+
+    #[test]
+    fn an_explicit_config_file_must_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let flags = Overrides { config_file: Some(tmp.path().join("nope.toml")), ..Overrides::default() };
+        let text = Config::load_from(&flags, &[], &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("nope.toml") && text.contains("does not exist"), "{text}");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_states_the_defaults() {
+        let text = include_str!("../../assets/config.example.toml");
+        let layer = FileConfig::parse(text, "assets/config.example.toml").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        let from_example =
+            Config::resolve(layer, &Overrides::default(), &d, PathBuf::new(), true, Vec::new()).unwrap();
+        let defaults = Config::load_from(&Overrides::default(), &[], &d).unwrap();
+        assert_eq!(
+            from_example.render().split_once("\n\n").unwrap().1,
+            defaults.render().split_once("\n\n").unwrap().1
+        );
+    }
+
+    #[test]
+    fn state_locations_parse() {
+        assert_eq!(StateLocation::parse("sqlite:/a/b.db").unwrap(), StateLocation::Sqlite("/a/b.db".into()));
+        assert_eq!(
+            StateLocation::parse("sqlite:///a/b.db").unwrap(),
+            StateLocation::Sqlite("/a/b.db".into())
+        );
+        assert!(matches!(StateLocation::parse("postgresql://h/db").unwrap(), StateLocation::Postgres(_)));
+        assert!(StateLocation::parse("mysql://u:secret@h/db").unwrap_err().contains("***"));
+        assert!(StateLocation::parse(" ").is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! Plain data shared by every layer: VOMO users, time windows, changes and the
+//! token wrapper. No IO and no async here, so every layer may depend on it.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A VOMO user id. Ids are only unique within VOMO, never across customers.
+pub type VomoUserId = i64;
+
+/// The e-mail domain and prefix VOMO uses when it anonymises an account in
+/// place instead of deleting it (vomo-api.md §6).
+const ANONYMISED_PREFIX: &str = "vomodeleteduser";
+const ANONYMISED_DOMAIN: &str = "@vomo.org";
+
+/// A VOMO user in the list shape (`UserResource`, vomo-api.md §5.4).
+///
+/// Optional fields are `None` when VOMO left them out or sent `null`; status and
+/// role values are kept as VOMO's text because no enum is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: VomoUserId,
+    pub first_name: String,
+    pub last_name: String,
+    pub full_name: String,
+    pub email: String,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub birthday: Option<String>,
+    pub gender: Option<String>,
+    #[serde(serialize_with = "serialize_vomo_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "serialize_vomo_time")]
+    pub updated_at: DateTime<Utc>,
+    pub user_status: Option<String>,
+    pub membership_status: Option<String>,
+    pub membership_role: Option<String>,
+}
+
+impl User {
+    /// True for accounts VOMO anonymised on a deletion request
+    /// (`vomodeleteduser<digits>@vomo.org`); downstream they are deletions.
+    pub fn is_anonymised(&self) -> bool {
+        let email = self.email.to_ascii_lowercase();
+        email.starts_with(ANONYMISED_PREFIX) && email.ends_with(ANONYMISED_DOMAIN)
+    }
+
+    /// A digest of every field of this version of the user. Two reads hash the
+    /// same exactly when a destination would store the same row, so an unchanged
+    /// user costs no destination write.
+    pub fn content_hash(&self) -> ContentHash {
+        const ABSENT: &str = "\u{0}";
+        let mut hasher = Sha256::new();
+        hasher.update(self.id.to_le_bytes());
+        let fields = [
+            self.first_name.as_str(),
+            &self.last_name,
+            &self.full_name,
+            &self.email,
+            self.address.as_deref().unwrap_or(ABSENT),
+            self.phone.as_deref().unwrap_or(ABSENT),
+            self.birthday.as_deref().unwrap_or(ABSENT),
+            self.gender.as_deref().unwrap_or(ABSENT),
+            self.user_status.as_deref().unwrap_or(ABSENT),
+            self.membership_status.as_deref().unwrap_or(ABSENT),
+            self.membership_role.as_deref().unwrap_or(ABSENT),
+        ];
+        for field in fields {
+            // Length-prefixed so ("ab", "c") and ("a", "bc") differ.
+            hasher.update((field.len() as u64).to_le_bytes());
+            hasher.update(field.as_bytes());
+        }
+        hasher.update(self.created_at.timestamp().to_le_bytes());
+        hasher.update(self.updated_at.timestamp().to_le_bytes());
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        ContentHash(bytes)
+    }
+}
+
+/// A 128-bit digest of a user version (truncated SHA-256: collisions between
+/// two versions of one user are not a realistic concern at this width).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentHash(pub [u8; 16]);
+
+impl ContentHash {
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({})", self.to_hex())
+    }
+}
+
+/// VOMO renders timestamps as `YYYY-MM-DDTHH:MM:SS+00:00` (vomo-api.md §10.12).
+pub fn format_vomo_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+fn serialize_vomo_time<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_vomo_time(at))
+}
+
+/// RFC 3339 in UTC with whole seconds, the form used in our own output.
+pub fn format_rfc3339(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The Unix epoch: where every customer's checkpoint starts, so the backfill is
+/// simply the first window.
+pub fn epoch() -> DateTime<Utc> {
+    Utc.timestamp_opt(0, 0).single().unwrap_or_default()
+}
+
+/// Truncates to the whole second; VOMO filters and timestamps are
+/// second-precision.
+pub fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_opt(at.timestamp(), 0).single().unwrap_or(at)
+}
+
+/// A closed range of `updated_at` seconds, both ends inclusive, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Window {
+    /// A window over whole seconds; `from` after `to` yields `None`.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Option<Self> {
+        let (from, to) = (whole_second(from), whole_second(to));
+        (from <= to).then_some(Self { from, to })
+    }
+
+    /// Number of whole seconds the window covers (at least 1).
+    pub fn seconds(&self) -> i64 {
+        (self.to - self.from).num_seconds() + 1
+    }
+
+    /// Splits at `at`: `[from, at-1s]` and `[at, to]`. `None` when `at` is not
+    /// strictly inside, i.e. when the window is a single second.
+    pub fn split_at(&self, at: DateTime<Utc>) -> Option<(Self, Self)> {
+        let at = whole_second(at);
+        if at <= self.from || at > self.to {
+            return None;
+        }
+        let left_end = at - chrono::Duration::seconds(1);
+        Some((Self { from: self.from, to: left_end }, Self { from: at, to: self.to }))
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} .. {}]", format_rfc3339(&self.from), format_rfc3339(&self.to))
+    }
+}
+
+/// What a destination is told about one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChangeKind {
+    #[serde(rename = "user.created")]
+    Created,
+    #[serde(rename = "user.updated")]
+    Updated,
+    #[serde(rename = "user.deleted")]
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "user.created",
+            Self::Updated => "user.updated",
+            Self::Deleted => "user.deleted",
+        }
+    }
+}
+
+/// A customer's VOMO API token. The value is only reachable through
+/// [`ApiToken::expose`]; `Debug` and `Display` show the fingerprint alone.
+#[derive(Clone)]
+pub struct ApiToken(SecretString);
+
+impl ApiToken {
+    /// Wraps a token, trimming the whitespace a token file usually ends with.
+    pub fn new(raw: &str) -> Option<Self> {
+        let trimmed = raw.trim();
+        (!trimmed.is_empty()).then(|| Self(SecretString::from(trimmed.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The last four characters, the only part of a token ever displayed.
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(self.expose())
+    }
+}
+
+/// `…abcd` for a secret ending in `abcd`; short secrets show nothing.
+pub fn fingerprint_of(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < 12 {
+        return "…".to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("…{tail}")
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiToken({})", self.fingerprint())
+    }
+}
+
+impl fmt::Display for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        let at = Utc.with_ymd_and_hms(2025, 11, 19, 10, 15, 0).unwrap();
+        User {
+            id: 7,
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            full_name: "Ada Lovelace".into(),
+            email: "ada@example.org".into(),
+            address: None,
+            phone: Some("555".into()),
+            birthday: Some("1815-12-10".into()),
+            gender: Some("F".into()),
+            created_at: at,
+            updated_at: at,
+            user_status: Some("VERIFIED".into()),
+            membership_status: Some("ACCEPTED".into()),
+            membership_role: Some("VOLUNTEER".into()),
+        }
+    }
+
+    #[test]
+    fn hash_changes_with_any_field_and_not_otherwise() {
+        let a = user();
+        assert_eq!(a.content_hash(), user().content_hash());
+        let mut b = user();
+        b.phone = None;
+        assert_ne!(a.content_hash(), b.content_hash());
+        let mut c = user();
+        c.updated_at += chrono::Duration::seconds(1);
+        assert_ne!(a.content_hash(), c.content_hash());
+        let mut d = user();
+        d.first_name = "Ad".into();
+        d.last_name = "aLovelace".into();
+        assert_ne!(a.content_hash(), d.content_hash());
+        let hex = a.content_hash().to_hex();
+        assert_eq!(ContentHash::from_hex(&hex), Some(a.content_hash()));
+    }
+
+    #[test]
+    fn anonymised_accounts_are_recognised() {
+        let mut u = user();
+        assert!(!u.is_anonymised());
+        u.email = "VomoDeletedUser1234@vomo.org".into();
+        assert!(u.is_anonymised());
+        u.email = "vomodeleteduser1234@vomo.org.evil.com".into();
+        assert!(!u.is_anonymised());
+    }
+
+    #[test]
+    fn token_debug_shows_only_fingerprint() {
+        let token = ApiToken::new("  eyJhbGciOiJIUzI1NiJ9.secret-part-xyz9\n").unwrap();
+        let shown = format!("{token:?} {token}");
+        assert!(!shown.contains("secret-part"), "{shown}");
+        assert!(shown.contains("…xyz9"), "{shown}");
+        assert_eq!(token.expose(), "eyJhbGciOiJIUzI1NiJ9.secret-part-xyz9");
+        assert!(ApiToken::new("  \n").is_none());
+    }
+
+    #[test]
+    fn windows_split_on_whole_seconds() {
+        let from = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let to = from + chrono::Duration::seconds(10);
+        let w = Window::new(from, to).unwrap();
+        assert_eq!(w.seconds(), 11);
+        let (l, r) = w.split_at(from + chrono::Duration::seconds(5)).unwrap();
+        assert_eq!(l.to, from + chrono::Duration::seconds(4));
+        assert_eq!(r.from, from + chrono::Duration::seconds(5));
+        assert_eq!(l.seconds() + r.seconds(), w.seconds());
+        assert!(w.split_at(from).is_none());
+        let single = Window::new(from, from).unwrap();
+        assert!(single.split_at(from).is_none());
+        assert!(Window::new(to, from).is_none());
+    }
+
+    #[test]
+    fn user_serialises_with_vomo_timestamps() {
+        let json = serde_json::to_value(user()).unwrap();
+        assert_eq!(json["updated_at"], "2025-11-19T10:15:00+00:00");
+        assert_eq!(json["id"], 7);
+    }
+}

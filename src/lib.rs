@@ -1,0 +1,11 @@
+//! vomo-sync keeps, for many customers at once, an external system in step with
+//! the customer's VOMO users. See ARCHITECTURE.md for the layers and the
+//! one-way rule `tests/architecture.rs` enforces.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod sim;
+pub mod telemetry;
+pub mod vomo;

@@ -1,0 +1,409 @@
+//! The VOMO API client. Knows HTTP and VOMO's wire format; knows nothing of
+//! jobs, the state DB or destinations. One [`VomoClient`] per customer token;
+//! they share one connection pool. The client never retries: it returns typed
+//! errors and the engine decides (budgets, backoff, stopping on 401).
+
+pub mod error;
+pub mod wire;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+pub use error::VomoError;
+
+use crate::domain::{ApiToken, User, VomoUserId};
+use error::excerpt;
+
+/// VOMO's fixed page size (vomo-api.md §4).
+pub const PAGE_SIZE: u64 = 15;
+
+/// How much of a bad body goes into an error message.
+const EXCERPT_CHARS: usize = 160;
+
+/// Timeouts for every VOMO request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Builds the HTTP connection pool shared by every customer's client.
+pub fn http_pool(settings: ClientSettings) -> Result<reqwest::Client, VomoError> {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .user_agent(concat!("vomo-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| VomoError::Transport { endpoint: "(client setup)".into(), reason: e.to_string() })
+}
+
+/// Filters of `GET /users`; all inclusive, combined with AND (vomo-api.md §5.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    pub updated_after: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub name_like: Option<String>,
+    pub email_like: Option<String>,
+}
+
+impl UserFilter {
+    /// Users whose `updated_at` lies in `[from, to]`.
+    pub fn updated_between(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self { updated_after: Some(from), updated_before: Some(to), ..Self::default() }
+    }
+
+    fn query_pairs(&self) -> Vec<(&'static str, String)> {
+        let times = [
+            ("updated_after", self.updated_after),
+            ("updated_before", self.updated_before),
+            ("created_after", self.created_after),
+            ("created_before", self.created_before),
+        ];
+        let mut pairs: Vec<(&'static str, String)> =
+            times.into_iter().filter_map(|(k, v)| v.map(|at| (k, iso_millis(&at)))).collect();
+        if let Some(name) = &self.name_like {
+            pairs.push(("name_like", name.clone()));
+        }
+        if let Some(email) = &self.email_like {
+            pairs.push(("email_like", email.clone()));
+        }
+        pairs
+    }
+}
+
+/// The form every docs example sends (`Date.toISOString()`).
+fn iso_millis(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What VOMO says about the caller's rate budget (`X-RateLimit-*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateInfo {
+    pub limit: Option<u32>,
+    pub remaining: Option<u32>,
+}
+
+/// One page of `GET /users`.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub page: u64,
+    /// `meta.total`: users matching the filter across all pages.
+    pub total: u64,
+    /// `meta.last_page`, or computed from `total` when VOMO leaves it out.
+    pub last_page: u64,
+    /// VOMO's clock, from the `Date` header.
+    pub server_time: Option<DateTime<Utc>>,
+    pub rate: RateInfo,
+}
+
+/// `GET /users/{id}`: the list fields plus the detail-only arrays.
+#[derive(Debug, Clone)]
+pub struct UserDetail {
+    pub user: User,
+    pub participations: Vec<serde_json::Value>,
+    pub profile_field_values: Vec<serde_json::Value>,
+}
+
+/// The full record `POST /users` needs (five fields are required, so every
+/// update resends them).
+#[derive(Debug, Clone)]
+pub struct UpsertRequest {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub birthday: String,
+    pub gender: String,
+    /// Always sent: VOMO may demote a user when `role` is omitted.
+    pub role: String,
+    pub phone: Option<String>,
+    pub org: Option<String>,
+}
+
+/// Whether `POST /users` created the user (201) or updated one (200).
+#[derive(Debug, Clone)]
+pub enum UpsertOutcome {
+    Created(UserDetail),
+    Updated(UserDetail),
+}
+
+/// A client bound to one customer's token and base URL.
+#[derive(Clone)]
+pub struct VomoClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: HeaderValue,
+}
+
+impl std::fmt::Debug for VomoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VomoClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl VomoClient {
+    /// A client for `base_url` (e.g. `https://api.vomo.org/v1`) and `token`.
+    pub fn new(http: reqwest::Client, base_url: &str, token: &ApiToken) -> Result<Self, VomoError> {
+        let bad = |reason: String| VomoError::BadBaseUrl { url: base_url.to_owned(), reason };
+        let mut base = Url::parse(base_url.trim()).map_err(|e| bad(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("not an http(s) URL".into()));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| bad("the token contains characters that cannot go in a header".into()))?;
+        // Keeps the header out of reqwest's and hyper's debug output.
+        auth.set_sensitive(true);
+        Ok(Self { http, base, auth })
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// One page of users matching `filter`. Builds the page URL itself rather
+    /// than following `links.next`, which might drop the filters.
+    pub async fn list_users(&self, filter: &UserFilter, page: u64) -> Result<UserPage, VomoError> {
+        let mut url = self.url("users");
+        {
+            let mut query = url.query_pairs_mut();
+            for (key, value) in filter.query_pairs() {
+                query.append_pair(key, &value);
+            }
+            query.append_pair("page", &page.max(1).to_string());
+        }
+        let endpoint = endpoint_label(&self.base, &url);
+        let reply = self.send(Method::GET, url, None, &endpoint).await?;
+        check_status(&reply, &endpoint)?;
+        let server_time = server_time(&reply.headers);
+        let rate = rate_info(&reply.headers);
+        let envelope: wire::ListEnvelope = decode(&reply.body, &endpoint)?;
+        let per_page = envelope.meta.per_page.filter(|p| *p > 0).unwrap_or(PAGE_SIZE);
+        let computed_last = envelope.meta.total.div_ceil(per_page).max(1);
+        Ok(UserPage {
+            users: envelope.data.into_iter().map(wire::WireUser::into_user).collect(),
+            page: envelope.meta.current_page.unwrap_or(page),
+            total: envelope.meta.total,
+            last_page: envelope.meta.last_page.unwrap_or(computed_last).max(1),
+            server_time,
+            rate,
+        })
+    }
+
+    /// One user's detail; `NotFound` when VOMO no longer has it.
+    pub async fn get_user(&self, id: VomoUserId) -> Result<UserDetail, VomoError> {
+        let url = self.url(&format!("users/{id}"));
+        let endpoint = endpoint_label(&self.base, &url);
+        let reply = self.send(Method::GET, url, None, &endpoint).await?;
+        check_status(&reply, &endpoint)?;
+        let envelope: wire::DetailEnvelope = decode(&reply.body, &endpoint)?;
+        let wire = match envelope {
+            wire::DetailEnvelope::Wrapped { data } | wire::DetailEnvelope::Bare(data) => data,
+        };
+        Ok(detail(wire))
+    }
+
+    /// Create-or-update by e-mail (`POST /users`).
+    pub async fn upsert_user(&self, request: &UpsertRequest) -> Result<UpsertOutcome, VomoError> {
+        let url = self.url("users");
+        let endpoint = endpoint_label(&self.base, &url);
+        let body = wire::UpsertBody {
+            first_name: &request.first_name,
+            last_name: &request.last_name,
+            email: &request.email,
+            birthday: &request.birthday,
+            gender: &request.gender,
+            role: &request.role,
+            phone: request.phone.as_deref(),
+            org: request.org.as_deref(),
+        };
+        let json = serde_json::to_vec(&body)
+            .map_err(|e| VomoError::Transport { endpoint: endpoint.clone(), reason: e.to_string() })?;
+        let reply = self.send(Method::POST, url, Some(json), &endpoint).await?;
+        check_status(&reply, &endpoint)?;
+        let envelope: wire::UpsertEnvelope = decode(&reply.body, &endpoint)?;
+        let detail = detail(envelope.data);
+        Ok(if reply.status == StatusCode::CREATED {
+            UpsertOutcome::Created(detail)
+        } else {
+            UpsertOutcome::Updated(detail)
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // `base` always ends with '/', and `path` is relative, so this cannot
+        // fail; fall back to the base rather than panic.
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<Vec<u8>>,
+        endpoint: &str,
+    ) -> Result<Reply, VomoError> {
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(json) = json {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(json);
+        }
+        let response = request.send().await.map_err(|e| transport_error(&e, endpoint))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| transport_error(&e, endpoint))?;
+        Ok(Reply { status, headers, body })
+    }
+}
+
+fn detail(wire: wire::WireUser) -> UserDetail {
+    let participations = wire.participations.clone().unwrap_or_default();
+    let profile_field_values = wire.profile_field_values.clone().unwrap_or_default();
+    UserDetail { user: wire.into_user(), participations, profile_field_values }
+}
+
+/// `GET /users?page=2&…`: the request as errors name it, relative to the base.
+fn endpoint_label(base: &Url, url: &Url) -> String {
+    let path = url.path().strip_prefix(base.path()).unwrap_or(url.path());
+    match url.query() {
+        Some(query) => format!("/{path}?{query}"),
+        None => format!("/{path}"),
+    }
+}
+
+fn transport_error(error: &reqwest::Error, endpoint: &str) -> VomoError {
+    let endpoint = endpoint.to_owned();
+    let reason = source_chain(error);
+    if error.is_timeout() {
+        VomoError::Timeout { endpoint }
+    } else if error.is_connect() {
+        VomoError::Connect { endpoint, reason }
+    } else {
+        VomoError::Transport { endpoint, reason }
+    }
+}
+
+/// The error and its causes on one line ("error sending request: connection refused").
+fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(err) = current {
+        let text = err.to_string();
+        // reqwest appends " for url (…)"; the endpoint is named elsewhere.
+        let text = text.split(" for url (").next().unwrap_or(&text).to_owned();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+fn check_status(reply: &Reply, endpoint: &str) -> Result<(), VomoError> {
+    let status = reply.status;
+    if status.is_success() {
+        return Ok(());
+    }
+    let endpoint = endpoint.to_owned();
+    let body: wire::ErrorBody = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let message = body.message.clone().unwrap_or_else(|| excerpt(&reply.body, EXCERPT_CHARS));
+    Err(match status.as_u16() {
+        401 => VomoError::Unauthorized { endpoint },
+        403 => VomoError::Forbidden { endpoint, message },
+        404 => VomoError::NotFound { endpoint },
+        422 => VomoError::Validation { endpoint, message, fields: body.field_messages() },
+        429 => VomoError::RateLimited { endpoint, retry_after: retry_after(&reply.headers) },
+        code @ 500..=599 => {
+            VomoError::Server { endpoint, status: code, excerpt: excerpt(&reply.body, EXCERPT_CHARS) }
+        }
+        code => VomoError::UnexpectedStatus {
+            endpoint,
+            status: code,
+            excerpt: excerpt(&reply.body, EXCERPT_CHARS),
+        },
+    })
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8], endpoint: &str) -> Result<T, VomoError> {
+    serde_json::from_slice(body).map_err(|e| VomoError::Decode {
+        endpoint: endpoint.to_owned(),
+        reason: e.to_string(),
+        excerpt: excerpt(body, EXCERPT_CHARS),
+    })
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+    (at - Utc::now()).to_std().ok()
+}
+
+fn server_time(headers: &HeaderMap) -> Option<DateTime<Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(text).ok().map(|at| at.with_timezone(&Utc))
+}
+
+fn rate_info(headers: &HeaderMap) -> RateInfo {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse().ok();
+    RateInfo { limit: number("x-ratelimit-limit"), remaining: number("x-ratelimit-remaining") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_sent_as_iso_millis() {
+        let at = DateTime::parse_from_rfc3339("2025-03-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let pairs = UserFilter::updated_between(at, at).query_pairs();
+        assert_eq!(pairs[0], ("updated_after", "2025-03-01T00:00:00.000Z".to_owned()));
+        assert_eq!(pairs[1].0, "updated_before");
+    }
+
+    #[test]
+    fn endpoint_labels_are_relative_to_the_base() {
+        let base = Url::parse("http://h:1/v1/").unwrap();
+        let url = Url::parse("http://h:1/v1/users?page=2").unwrap();
+        assert_eq!(endpoint_label(&base, &url), "/users?page=2");
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn client_debug_hides_the_token() {
+        let http = reqwest::Client::new();
+        let token = ApiToken::new("super-secret-token-value-1234").unwrap();
+        let client = VomoClient::new(http, "http://127.0.0.1:1/v1", &token).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert_eq!(client.base_url(), "http://127.0.0.1:1/v1/");
+    }
+}
