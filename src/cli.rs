@@ -45,6 +45,8 @@ impl Cli {
 pub enum Command {
     /// Print the effective configuration (secrets redacted) and the paths of the config, state and log files.
     Config,
+    /// Apply the state DB's pending migrations (other commands also do this on start).
+    Migrate,
     /// Run a local VOMO simulator (VOMO surface plus an admin surface) until Ctrl-C.
     Simulate(SimulateArgs),
 }

@@ -189,6 +189,23 @@ impl ChangeKind {
     }
 }
 
+/// Per-customer sync settings, stored as JSON with the customer. Fields added
+/// later get their default when an older row is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CustomerSettings {
+    /// The customer's VOMO request budget, requests per second.
+    pub rate_per_s: f64,
+    /// How often to poll for changes, in seconds.
+    pub poll_every_secs: u64,
+}
+
+impl Default for CustomerSettings {
+    fn default() -> Self {
+        Self { rate_per_s: 3.0, poll_every_secs: 15 * 60 }
+    }
+}
+
 /// A customer's VOMO API token. The value is only reachable through
 /// [`ApiToken::expose`]; `Debug` and `Display` show the fingerprint alone.
 #[derive(Clone)]

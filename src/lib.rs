@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod sim;
+pub mod store;
 pub mod telemetry;
 pub mod vomo;

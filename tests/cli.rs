@@ -137,3 +137,29 @@ fn simulate_serves_pages_to_curl_and_401_to_a_wrong_token() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn migrate_creates_the_state_db_then_reports_it_up_to_date() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("deep/dir/state.db");
+    let run =
+        || vomo_sync(home.path()).args(["--state", state.to_str().unwrap(), "migrate"]).output().unwrap();
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migration(s) 1"));
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("up to date (schema version 1)"));
+    assert!(state.is_file());
+}
+
+#[test]
+fn migrate_refuses_a_file_that_is_not_a_state_db() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("notes.txt");
+    std::fs::write(&state, "shopping list").unwrap();
+    let out = vomo_sync(home.path()).args(["--state", state.to_str().unwrap(), "migrate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.txt") && err.contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "shopping list");
+}

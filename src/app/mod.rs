@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::store::Store;
 use crate::telemetry::{self, LogTarget};
 
 /// Exit code for bad usage or configuration (clap uses 2 as well).
@@ -60,8 +61,24 @@ async fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             print!("{}", config.render());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate => migrate(config).await,
         Command::Simulate(args) => simulate::run(&args).await,
     }
+}
+
+/// `vomo-sync migrate`: applies pending migrations and says what it did.
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&config.state).await?;
+    let applied = store.migrate().await?;
+    let all = store.applied_versions().await?;
+    if applied.is_empty() {
+        println!("state DB {} is up to date (schema version {})", store.location(), all.last().unwrap_or(&0));
+    } else {
+        let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        println!("state DB {}: applied migration(s) {}", store.location(), list.join(", "));
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C, SIGTERM).

@@ -1,6 +1,8 @@
 //! Shared test helpers: a simulator on loopback and clients bound to it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+pub mod pg;
+
 use std::time::Duration;
 
 use vomo_sync::domain::ApiToken;

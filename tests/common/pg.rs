@@ -1,0 +1,145 @@
+//! A throwaway PostgreSQL for tests. With `VOMO_SYNC_TEST_PG` set (a server
+//! URL without a database), that server is used. Otherwise one cluster per
+//! test binary is made with the system's `initdb` and `postgres` (as the
+//! `postgres` user when running as root), on a free port in a temp dir; a
+//! watchdog stops it and removes the dir when the test process exits. Each
+//! test gets its own fresh database.
+//!
+//! Without PostgreSQL the tests that need it say so on stderr and return;
+//! with `VOMO_SYNC_REQUIRE_PG=1` (CI) they fail instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// A URL to a new, empty database, or `None` when PostgreSQL is not
+/// available here (and not required).
+pub async fn fresh_database() -> Option<String> {
+    let base = match SERVER.get_or_init(start_or_find) {
+        Ok(base) => base.clone(),
+        Err(reason) => {
+            let required = std::env::var("VOMO_SYNC_REQUIRE_PG").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "PostgreSQL is required here (VOMO_SYNC_REQUIRE_PG=1) but unavailable: {reason}"
+            );
+            eprintln!(
+                "SKIPPED (no PostgreSQL: {reason}); install PostgreSQL or set VOMO_SYNC_TEST_PG to run it"
+            );
+            return None;
+        }
+    };
+    let name = format!("vomo_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+    let mut admin =
+        PgConnection::connect(&format!("{base}/postgres")).await.expect("connect to test PostgreSQL");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    Some(format!("{base}/{name}"))
+}
+
+fn start_or_find() -> Result<String, String> {
+    if let Ok(url) = std::env::var("VOMO_SYNC_TEST_PG") {
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    let bin = find_bin_dir().ok_or("initdb not found on PATH or under /usr/lib/postgresql")?;
+    start_cluster(&bin)
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file());
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a program, as `postgres` when we are root (PostgreSQL refuses root).
+fn as_pg_user(program: &Path, root: bool) -> Command {
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn start_cluster(bin: &Path) -> Result<String, String> {
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("vomo-sync-pg-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if root {
+        let chown = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status();
+        if !chown.is_ok_and(|s| s.success()) {
+            return Err("cannot hand the temp dir to the postgres user".into());
+        }
+    }
+    let data = dir.join("data");
+    let init = as_pg_user(&bin.join("initdb"), root)
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !init.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&init.stderr)));
+    }
+    let port = free_port();
+    // The watchdog runs beside postgres and stops it (and removes the dir)
+    // once this test process is gone: statics are never dropped.
+    let script = format!(
+        "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 > {dir}/log 2>&1 & \
+         pg=$!; while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
+         kill -INT $pg 2>/dev/null; wait $pg; rm -rf {dir}",
+        postgres = bin.join("postgres").display(),
+        data = data.display(),
+        dir = dir.display(),
+        parent = std::process::id(),
+    );
+    as_pg_user(Path::new("/bin/sh"), root)
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start postgres: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        if log.contains("ready to accept connections")
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Ok(format!("postgres://postgres@127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    Err(format!("postgres did not become ready on port {port}: {log}"))
+}
