@@ -206,6 +206,52 @@ impl Default for CustomerSettings {
     }
 }
 
+/// One user's change, as the engine hands it to destinations. `user` is the
+/// version to write, or `None` for a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub vomo_user_id: VomoUserId,
+    pub user: Option<User>,
+}
+
+/// Whether a failed change is worth retrying automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Timeouts, 5xx, 429, a destination that is down: retried with backoff.
+    Retryable,
+    /// Validation errors and other 4xx: wait for an operator.
+    Permanent,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FailureClass {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "retryable" => Ok(Self::Retryable),
+            "permanent" => Ok(Self::Permanent),
+            other => Err(format!("unknown failure class {other:?}")),
+        }
+    }
+}
+
 /// A customer's VOMO API token. The value is only reachable through
 /// [`ApiToken::expose`]; `Debug` and `Display` show the fingerprint alone.
 #[derive(Clone)]

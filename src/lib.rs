@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dest;
 pub mod domain;
 pub mod sim;
 pub mod store;

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::FailureClass;
 use crate::domain::{ContentHash, CustomerSettings, VomoUserId, Window};
 
 pub type CustomerId = i64;
@@ -68,14 +69,6 @@ text_enum!(
         Rejected => "rejected",
         Forbidden => "forbidden",
         Unchecked => "unchecked",
-    }
-);
-
-text_enum!(
-    /// Whether a failed change is worth retrying automatically.
-    FailureClass {
-        Retryable => "retryable",
-        Permanent => "permanent",
     }
 );
 

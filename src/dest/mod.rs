@@ -1,0 +1,124 @@
+//! Destinations: the customers' external systems. Each takes a batch of
+//! changes and returns one result per change — the id the destination gave
+//! the user, or an error classed retryable or permanent — so the engine can
+//! acknowledge, or park in the DLQ, record by record. Every write is an
+//! idempotent upsert keyed by the VOMO user id, so replays are harmless.
+//! Destinations know nothing of VOMO or the state DB.
+//!
+//! Specs (`--dest`): `postgres://…[?table=NAME]`, `webhook:URL[,secret-env=NAME
+//! | ,secret-file=PATH]`, `jsonl:PATH`.
+
+mod jsonl;
+mod postgres;
+mod spec;
+pub mod webhook;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::domain::{Change, FailureClass, format_rfc3339};
+pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_table};
+
+/// Why one change (or a whole batch) did not reach a destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DestError {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+impl DestError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { class: FailureClass::Retryable, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { class: FailureClass::Permanent, message: message.into() }
+    }
+}
+
+/// The result for one change: the destination's id for the user, or why not.
+pub type Outcome = Result<String, DestError>;
+
+/// A connected destination.
+pub struct Destination {
+    name: String,
+    spec: DestinationSpec,
+    inner: Inner,
+}
+
+enum Inner {
+    Postgres(postgres::PostgresDest),
+    Webhook(webhook::WebhookDest),
+    Jsonl(jsonl::JsonlDest),
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination").field("name", &self.name).field("spec", &self.spec.display()).finish()
+    }
+}
+
+impl Destination {
+    /// Prepares a destination (pools, file handles, secrets). Does not write.
+    /// `http` is the shared HTTP client for webhooks.
+    pub async fn connect(name: &str, spec: &DestinationSpec, http: &reqwest::Client) -> Result<Self, DestError> {
+        let inner = match spec {
+            DestinationSpec::Postgres { url, table } => Inner::Postgres(postgres::PostgresDest::connect(url, table).await?),
+            DestinationSpec::Webhook { url, secret } => Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?),
+            DestinationSpec::Jsonl { path } => Inner::Jsonl(jsonl::JsonlDest::new(path)),
+        };
+        Ok(Self { name: name.to_owned(), spec: spec.clone(), inner })
+    }
+
+    /// The name changes are recorded under (DLQ, external ids).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn spec(&self) -> &DestinationSpec {
+        &self.spec
+    }
+
+    /// Onboarding check: reachable and writable, without writing a user.
+    pub async fn check(&self) -> Result<(), DestError> {
+        match &self.inner {
+            Inner::Postgres(d) => d.check().await,
+            Inner::Webhook(d) => d.check().await,
+            Inner::Jsonl(d) => d.check().await,
+        }
+    }
+
+    /// Applies `changes` of `customer`; one outcome per change, in order.
+    pub async fn apply(&self, customer: &str, changes: &[Change], synced_at: DateTime<Utc>) -> Vec<Outcome> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let outcomes = match &self.inner {
+            Inner::Postgres(d) => d.apply(changes, synced_at).await,
+            Inner::Webhook(d) => d.apply(customer, changes, synced_at).await,
+            Inner::Jsonl(d) => d.apply(customer, changes, synced_at).await,
+        };
+        debug_assert_eq!(outcomes.len(), changes.len());
+        outcomes
+    }
+
+    /// Closes pools and flushes files.
+    pub async fn close(&self) {
+        if let Inner::Postgres(d) = &self.inner {
+            d.close().await;
+        }
+    }
+}
+
+/// The one event shape of webhook and JSONL destinations:
+/// `{"type", "customer", "vomo_user_id", "user": {…} | null, "synced_at"}`.
+pub fn event_json(customer: &str, change: &Change, synced_at: DateTime<Utc>) -> Value {
+    json!({
+        "type": change.kind.as_str(),
+        "customer": customer,
+        "vomo_user_id": change.vomo_user_id,
+        "user": change.user.as_ref().map(|u| serde_json::to_value(u).unwrap_or(Value::Null)),
+        "synced_at": format_rfc3339(&synced_at),
+    })
+}
