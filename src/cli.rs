@@ -49,6 +49,111 @@ pub enum Command {
     Migrate,
     /// Run a local VOMO simulator (VOMO surface plus an admin surface) until Ctrl-C.
     Simulate(SimulateArgs),
+    /// Onboard and manage customers.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Inspect and act on the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Run the sync engine unattended until SIGTERM/SIGINT (or once with --once).
+    Headless(HeadlessArgs),
+    /// Print every customer's sync health.
+    Status(StatusArgs),
+}
+
+/// Where a token comes from: never the command line.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenSource {
+    /// Read the token from this file (trailing whitespace ignored).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from standard input.
+    #[arg(long)]
+    pub token_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Onboard a customer: validate its token, check its destinations, store both, queue the backfill.
+    Add(AddArgs),
+    /// List customers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a customer's token (validated first); a stopped customer resumes from its checkpoint.
+    Token {
+        name: String,
+        #[command(flatten)]
+        token: TokenSource,
+    },
+    /// Stop syncing a customer until resumed.
+    Pause { name: String },
+    /// Resume a paused customer from its checkpoint.
+    Resume { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AddArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub token: TokenSource,
+    /// The customer's VOMO base URL (default: vomo.base_url of the config).
+    #[arg(long, value_name = "URL")]
+    pub vomo_url: Option<String>,
+    /// A destination: postgres://…[?table=NAME], webhook:URL,secret-env=VAR|secret-file=PATH, or jsonl:PATH. Repeatable.
+    #[arg(long = "dest", value_name = "SPEC", required = true)]
+    pub destinations: Vec<String>,
+    /// VOMO requests per second for this customer (default: sync.rate of the config; 0 = unlimited).
+    #[arg(long, value_name = "REQ_PER_S")]
+    pub rate: Option<f64>,
+    /// How often to poll for changes (default: sync.poll_every of the config).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
+    pub poll_every: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List pending entries, of one customer or all.
+    List {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry entries of a customer now (permanent ones too).
+    Retry {
+        name: String,
+        /// One entry.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every pending entry of the customer.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Give up on an entry, with a note saying why (audited).
+    Discard {
+        id: i64,
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HeadlessArgs {
+    /// Run every customer's due work (backfill or one poll) to completion, then exit (non-zero if any failed).
+    #[arg(long)]
+    pub once: bool,
+    /// Address for /healthz, /readyz and /metrics (default: headless.listen of the config).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -208,7 +208,7 @@ impl Default for CustomerSettings {
 
 /// One user's change, as the engine hands it to destinations. `user` is the
 /// version to write, or `None` for a deletion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub kind: ChangeKind,
     pub vomo_user_id: VomoUserId,
@@ -295,6 +295,90 @@ impl fmt::Display for ApiToken {
         f.write_str(&self.fingerprint())
     }
 }
+
+/// Declares a text-backed enum with `as_str`, `Display` and `FromStr`.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use text_enum;
+
+text_enum!(
+    /// Where a customer is in its lifecycle.
+    CustomerStatus {
+        Onboarding => "onboarding",
+        Backfilling => "backfilling",
+        Active => "active",
+        Paused => "paused",
+        TokenRejected => "token_rejected",
+        Offboarded => "offboarded",
+    }
+);
+
+text_enum!(
+    /// What VOMO last said about a customer's token.
+    TokenState {
+        Valid => "valid",
+        Rejected => "rejected",
+        Forbidden => "forbidden",
+        Unchecked => "unchecked",
+    }
+);
+
+text_enum!(
+    /// Kinds of work recorded as runs.
+    RunKind {
+        Backfill => "backfill",
+        Poll => "poll",
+        Reconcile => "reconcile",
+        Deletions => "deletions",
+        Writeback => "writeback",
+        DlqRetry => "dlq_retry",
+    }
+);
+
+text_enum!(
+    /// How a run ended.
+    RunOutcome {
+        Running => "running",
+        Ok => "ok",
+        Failed => "failed",
+        Aborted => "aborted",
+        NeedsConfirmation => "needs_confirmation",
+        Confirmed => "confirmed",
+        Dismissed => "dismissed",
+    }
+);
 
 #[cfg(test)]
 mod tests {

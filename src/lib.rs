@@ -7,6 +7,8 @@ pub mod cli;
 pub mod config;
 pub mod dest;
 pub mod domain;
+pub mod engine;
+pub mod headless;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -2,12 +2,17 @@
 //! logging, running process. One file per command group; this file picks the
 //! command and maps its outcome to an exit code.
 
+mod customer;
+mod dlq;
+mod run;
 mod simulate;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::engine::ops::Ops;
 use crate::store::Store;
 use crate::telemetry::{self, LogTarget};
 
@@ -63,6 +68,57 @@ async fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => migrate(config).await,
         Command::Simulate(args) => simulate::run(&args).await,
+        Command::Customer(command) => customer::run(command, config).await,
+        Command::Dlq(command) => dlq::run(command, config).await,
+        Command::Headless(args) => run::headless(&args, config).await,
+        Command::Status(args) => run::status(&args, config).await,
+    }
+}
+
+/// Opens (and migrates) the state DB and loads the master key; with
+/// `create_key`, a missing key file is created (a secret is about to be
+/// stored).
+pub(crate) async fn open_store(config: &Config, create_key: bool) -> anyhow::Result<Store> {
+    let mut store = Store::open(&config.state).await?;
+    let env = std::env::var("VOMO_SYNC_MASTER_KEY").ok();
+    crate::store::load_master_key(&mut store, env.as_deref(), &config.master_key_file(), create_key).await?;
+    Ok(store)
+}
+
+pub(crate) async fn open_ops(config: &Config, create_key: bool) -> anyhow::Result<Ops> {
+    let store = open_store(config, create_key).await?;
+    Ok(Ops::new(store, EngineConfig::from_config(config))?)
+}
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// "3m", "2h", "4d": how long ago `then` was.
+pub(crate) fn age(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Utc>) -> String {
+    duration_text((now - then).num_seconds())
+}
+
+pub(crate) fn duration_text(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }
 

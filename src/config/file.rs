@@ -21,6 +21,10 @@ pub struct FileConfig {
     pub vomo: VomoSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub sync: SyncSection,
+    #[serde(default)]
+    pub headless: HeadlessSection,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -44,6 +48,54 @@ pub struct LogSection {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    pub settle: Option<HumanDuration>,
+    pub poll_every: Option<HumanDuration>,
+    pub rate: Option<Lenient<f64>>,
+    pub max_concurrent_backfills: Option<Lenient<usize>>,
+    pub backfill_hours: Option<String>,
+    pub request_retries: Option<Lenient<u32>>,
+    pub retry_base: Option<HumanDuration>,
+    pub dlq_retry_base: Option<HumanDuration>,
+    pub dlq_retry_max: Option<HumanDuration>,
+    pub chunk_users: Option<Lenient<u64>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadlessSection {
+    pub listen: Option<String>,
+}
+
+/// A number written as a TOML number or as text (environment variables are
+/// always text).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lenient<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Lenient<T>
+where
+    T: std::str::FromStr + Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<T> {
+            Value(T),
+            Text(String),
+        }
+        match Raw::<T>::deserialize(d)? {
+            Raw::Value(value) => Ok(Self(value)),
+            Raw::Text(text) => text
+                .trim()
+                .parse()
+                .map(Self)
+                .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a valid number"))),
+        }
+    }
 }
 
 /// How non-console commands write their log lines to stderr.
@@ -127,6 +179,22 @@ impl FileConfig {
                 format: other.log.format.or(self.log.format),
                 dir: other.log.dir.or(self.log.dir),
             },
+            sync: SyncSection {
+                settle: other.sync.settle.or(self.sync.settle),
+                poll_every: other.sync.poll_every.or(self.sync.poll_every),
+                rate: other.sync.rate.or(self.sync.rate),
+                max_concurrent_backfills: other
+                    .sync
+                    .max_concurrent_backfills
+                    .or(self.sync.max_concurrent_backfills),
+                backfill_hours: other.sync.backfill_hours.or(self.sync.backfill_hours),
+                request_retries: other.sync.request_retries.or(self.sync.request_retries),
+                retry_base: other.sync.retry_base.or(self.sync.retry_base),
+                dlq_retry_base: other.sync.dlq_retry_base.or(self.sync.dlq_retry_base),
+                dlq_retry_max: other.sync.dlq_retry_max.or(self.sync.dlq_retry_max),
+                chunk_users: other.sync.chunk_users.or(self.sync.chunk_users),
+            },
+            headless: HeadlessSection { listen: other.headless.listen.or(self.headless.listen) },
         }
     }
 }

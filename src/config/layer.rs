@@ -15,6 +15,17 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("VOMO_SYNC_LOG_LEVEL", "log", "level"),
     ("VOMO_SYNC_LOG_FORMAT", "log", "format"),
     ("VOMO_SYNC_LOG_DIR", "log", "dir"),
+    ("VOMO_SYNC_SYNC_SETTLE", "sync", "settle"),
+    ("VOMO_SYNC_SYNC_POLL_EVERY", "sync", "poll_every"),
+    ("VOMO_SYNC_SYNC_RATE", "sync", "rate"),
+    ("VOMO_SYNC_SYNC_MAX_CONCURRENT_BACKFILLS", "sync", "max_concurrent_backfills"),
+    ("VOMO_SYNC_SYNC_BACKFILL_HOURS", "sync", "backfill_hours"),
+    ("VOMO_SYNC_SYNC_REQUEST_RETRIES", "sync", "request_retries"),
+    ("VOMO_SYNC_SYNC_RETRY_BASE", "sync", "retry_base"),
+    ("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "sync", "dlq_retry_base"),
+    ("VOMO_SYNC_SYNC_DLQ_RETRY_MAX", "sync", "dlq_retry_max"),
+    ("VOMO_SYNC_SYNC_CHUNK_USERS", "sync", "chunk_users"),
+    ("VOMO_SYNC_HEADLESS_LISTEN", "headless", "listen"),
 ];
 
 /// `VOMO_SYNC_*` variables that are read elsewhere and are not config keys.

@@ -152,6 +152,82 @@ pub struct LogSettings {
     pub dir: PathBuf,
 }
 
+/// How the sync engine paces and retries work.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSettings {
+    /// Windows end this long before VOMO's clock, so writes stamped before
+    /// the end have committed when we read.
+    #[serde(serialize_with = "serialize_duration")]
+    pub settle: Duration,
+    /// Default poll interval for new customers.
+    #[serde(serialize_with = "serialize_duration")]
+    pub poll_every: Duration,
+    /// Default request budget (requests/s) for new customers; 0 = unlimited.
+    pub rate: f64,
+    pub max_concurrent_backfills: usize,
+    /// Backfills start only inside these UTC hours, e.g. `"22:00-06:00"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill_hours: Option<HourRange>,
+    /// Attempts of a failing VOMO request (5xx, timeout, malformed page)
+    /// before the run fails.
+    pub request_retries: u32,
+    #[serde(serialize_with = "serialize_duration")]
+    pub retry_base: Duration,
+    /// Backoff of automatic DLQ retries: base, doubling up to max.
+    #[serde(serialize_with = "serialize_duration")]
+    pub dlq_retry_base: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub dlq_retry_max: Duration,
+    /// Largest chunk of a big window walked at once, in users.
+    pub chunk_users: u64,
+}
+
+/// A daily span of UTC hours; may wrap midnight (`22:00-06:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRange {
+    pub start_minute: u32,
+    pub end_minute: u32,
+}
+
+impl HourRange {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let err = || format!("invalid hours {text:?}; write them like \"22:00-06:00\" (UTC)");
+        let minute = |part: &str| -> Result<u32, String> {
+            let (h, m) = part.trim().split_once(':').ok_or_else(err)?;
+            let (h, m): (u32, u32) = (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
+            if h > 23 || m > 59 {
+                return Err(err());
+            }
+            Ok(h * 60 + m)
+        };
+        let (start, end) = text.split_once('-').ok_or_else(err)?;
+        Ok(Self { start_minute: minute(start)?, end_minute: minute(end)? })
+    }
+
+    /// True when `minute_of_day` (UTC) falls inside the span.
+    pub fn contains(&self, minute_of_day: u32) -> bool {
+        if self.start_minute <= self.end_minute {
+            (self.start_minute..self.end_minute).contains(&minute_of_day)
+        } else {
+            minute_of_day >= self.start_minute || minute_of_day < self.end_minute
+        }
+    }
+}
+
+impl Serialize for HourRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        s.serialize_str(&format!("{}-{}", hm(self.start_minute), hm(self.end_minute)))
+    }
+}
+
+/// Settings of `vomo-sync headless`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadlessSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: std::net::SocketAddr,
+}
+
 /// Files the process reads and writes.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -168,6 +244,8 @@ pub struct Config {
     pub state: StateLocation,
     pub vomo: VomoSettings,
     pub log: LogSettings,
+    pub sync: SyncSettings,
+    pub headless: HeadlessSettings,
     /// Non-fatal notes found while loading (unknown variables); shown once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -231,6 +309,14 @@ impl Config {
             key: "vomo.base_url".to_owned(),
             message,
         })?;
+        let sync = resolve_sync(&merged.sync)?;
+        let listen_text = merged.headless.listen.unwrap_or_else(|| "127.0.0.1:9187".to_owned());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            origin: "(file or VOMO_SYNC_HEADLESS_LISTEN)".to_owned(),
+            line: None,
+            key: "headless.listen".to_owned(),
+            message: format!("{listen_text:?} is not an address like 127.0.0.1:9187"),
+        })?;
         let level = overrides.log_level.clone().or(merged.log.level).unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| ConfigError::Flag {
             flag: "log level".to_owned(),
@@ -254,6 +340,8 @@ impl Config {
                 format: overrides.log_format.or(merged.log.format).unwrap_or_default(),
                 dir: merged.log.dir.unwrap_or_else(|| dirs.data_dir.join("logs")),
             },
+            sync,
+            headless: HeadlessSettings { listen },
             warnings,
         })
     }
@@ -266,6 +354,8 @@ impl Config {
             state: StateView,
             vomo: &'a VomoSettings,
             log: &'a LogSettings,
+            sync: &'a SyncSettings,
+            headless: &'a HeadlessSettings,
         }
         #[derive(Serialize)]
         struct StateView {
@@ -275,6 +365,8 @@ impl Config {
             state: StateView { url: self.state.display_redacted() },
             vomo: &self.vomo,
             log: &self.log,
+            sync: &self.sync,
+            headless: &self.headless,
         };
         let file_note = if self.paths.config_file_exists { "" } else { " (not present; defaults apply)" };
         let state_path = match &self.state {
@@ -295,6 +387,48 @@ impl Config {
     pub fn master_key_file(&self) -> PathBuf {
         self.paths.config_dir.join("master.key")
     }
+}
+
+fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        origin: "(file or environment)".to_owned(),
+        line: None,
+        key: format!("sync.{key}"),
+        message,
+    };
+    let rate = raw.rate.map_or(3.0, |r| r.0);
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(invalid(
+            "rate",
+            format!("{rate} is not a request rate; use a positive number, or 0 for unlimited"),
+        ));
+    }
+    let backfill_hours = raw
+        .backfill_hours
+        .as_deref()
+        .map(HourRange::parse)
+        .transpose()
+        .map_err(|m| invalid("backfill_hours", m))?;
+    let max_concurrent_backfills = raw.max_concurrent_backfills.map_or(4, |n| n.0);
+    if max_concurrent_backfills == 0 {
+        return Err(invalid("max_concurrent_backfills", "must be at least 1".into()));
+    }
+    let chunk_users = raw.chunk_users.map_or(1500, |n| n.0);
+    if chunk_users < 15 {
+        return Err(invalid("chunk_users", "must be at least 15 (one page)".into()));
+    }
+    Ok(SyncSettings {
+        settle: raw.settle.map_or(Duration::from_secs(120), |d| d.0),
+        poll_every: raw.poll_every.map_or(Duration::from_secs(15 * 60), |d| d.0),
+        rate,
+        max_concurrent_backfills,
+        backfill_hours,
+        request_retries: raw.request_retries.map_or(6, |n| n.0),
+        retry_base: raw.retry_base.map_or(Duration::from_secs(1), |d| d.0),
+        dlq_retry_base: raw.dlq_retry_base.map_or(Duration::from_secs(30), |d| d.0),
+        dlq_retry_max: raw.dlq_retry_max.map_or(Duration::from_secs(6 * 3600), |d| d.0),
+        chunk_users,
+    })
 }
 
 fn validate_base_url(text: &str) -> Result<(), String> {
@@ -442,6 +576,25 @@ mod tests {
             from_example.render().split_once("\n\n").unwrap().1,
             defaults.render().split_once("\n\n").unwrap().1
         );
+    }
+
+    #[test]
+    fn sync_settings_from_file_and_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_config(tmp.path(), "[sync]\nrate = 1.5\nbackfill_hours = \"22:00-06:00\"\n");
+        let env = vars(&[("VOMO_SYNC_SYNC_MAX_CONCURRENT_BACKFILLS", "2"), ("VOMO_SYNC_SYNC_SETTLE", "5s")]);
+        let config = Config::load_from(&Overrides::default(), &env, &dirs(tmp.path())).unwrap();
+        assert_eq!(config.sync.rate, 1.5);
+        assert_eq!(config.sync.max_concurrent_backfills, 2);
+        assert_eq!(config.sync.settle, Duration::from_secs(5));
+        let hours = config.sync.backfill_hours.unwrap();
+        assert!(hours.contains(23 * 60) && hours.contains(60) && !hours.contains(12 * 60));
+        let env = vars(&[("VOMO_SYNC_SYNC_RATE", "fast")]);
+        let text = Config::load_from(&Overrides::default(), &env, &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("VOMO_SYNC_SYNC_RATE"), "{text}");
+        write_config(tmp.path(), "[sync]\nbackfill_hours = \"late\"\n");
+        let text = Config::load_from(&Overrides::default(), &[], &dirs(tmp.path())).unwrap_err().to_string();
+        assert!(text.contains("sync.backfill_hours"), "{text}");
     }
 
     #[test]

@@ -62,10 +62,18 @@ impl std::fmt::Debug for Destination {
 impl Destination {
     /// Prepares a destination (pools, file handles, secrets). Does not write.
     /// `http` is the shared HTTP client for webhooks.
-    pub async fn connect(name: &str, spec: &DestinationSpec, http: &reqwest::Client) -> Result<Self, DestError> {
+    pub async fn connect(
+        name: &str,
+        spec: &DestinationSpec,
+        http: &reqwest::Client,
+    ) -> Result<Self, DestError> {
         let inner = match spec {
-            DestinationSpec::Postgres { url, table } => Inner::Postgres(postgres::PostgresDest::connect(url, table).await?),
-            DestinationSpec::Webhook { url, secret } => Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?),
+            DestinationSpec::Postgres { url, table } => {
+                Inner::Postgres(postgres::PostgresDest::connect(url, table).await?)
+            }
+            DestinationSpec::Webhook { url, secret } => {
+                Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?)
+            }
             DestinationSpec::Jsonl { path } => Inner::Jsonl(jsonl::JsonlDest::new(path)),
         };
         Ok(Self { name: name.to_owned(), spec: spec.clone(), inner })

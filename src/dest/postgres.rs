@@ -1,24 +1,423 @@
-//! PostgreSQL destination (stub; being implemented).
+//! PostgreSQL destination: one row per VOMO user in a table of the
+//! customer's reporting database (`vomo_users` unless `?table=` says
+//! otherwise), created if absent. A batch is one multi-row upsert; when the
+//! database rejects it for the data of some row, the batch is replayed one
+//! statement per change so only the bad rows fail. A deletion keeps the row
+//! as a tombstone with the personal fields erased.
 
-use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::query_builder::Separated;
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 
 use super::{DestError, Outcome};
-use crate::domain::Change;
+use crate::config::redact_url;
+use crate::domain::{Change, ChangeKind, FailureClass, User};
 
-pub struct PostgresDest;
+/// How long a connection attempt (the first probe and each pool acquire) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one statement may take before the batch is given up as retryable;
+/// sqlx has no statement timeout of its own, and a hung server must not stall
+/// the engine.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A reporting database is not ours: a handful of connections is plenty.
+const MAX_CONNECTIONS: u32 = 4;
+/// 16 binds per row; PostgreSQL allows 65 535 per statement.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// The column list of every insert, in the order `push_row` binds.
+const COLUMNS: &str = "vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender, \
+     created_at, updated_at, user_status, membership_status, membership_role, synced_at, deleted_at";
+/// Fields erased when a user is deleted.
+const PERSONAL: [&str; 7] = ["first_name", "last_name", "full_name", "email", "address", "phone", "birthday"];
+/// Fields a deletion leaves as they were (they identify no one and keep
+/// reports of past volunteers meaningful).
+const KEPT: [&str; 6] =
+    ["gender", "created_at", "updated_at", "user_status", "membership_status", "membership_role"];
+
+/// The table the destination writes: one row per user.
+fn create_table_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+            vomo_user_id BIGINT PRIMARY KEY,
+            first_name TEXT, last_name TEXT, full_name TEXT, email TEXT, address TEXT, phone TEXT,
+            birthday TEXT, gender TEXT,
+            created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+            user_status TEXT, membership_status TEXT, membership_role TEXT,
+            synced_at TIMESTAMPTZ NOT NULL,
+            deleted_at TIMESTAMPTZ
+        )"
+    )
+}
+
+/// The `ON CONFLICT` half of the upsert. A row with `deleted_at` set is a
+/// deletion: personal fields take the (NULL) new values, the other fields keep
+/// the old ones, and the first deletion time is kept so replays change
+/// nothing. A row without `deleted_at` overwrites everything and un-deletes.
+fn conflict_clause() -> String {
+    let mut sets: Vec<String> = PERSONAL.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    sets.extend(
+        KEPT.iter()
+            .map(|c| format!("{c} = CASE WHEN EXCLUDED.deleted_at IS NULL THEN EXCLUDED.{c} ELSE t.{c} END")),
+    );
+    sets.push("synced_at = EXCLUDED.synced_at".to_owned());
+    sets.push(
+        "deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL \
+         ELSE COALESCE(t.deleted_at, EXCLUDED.deleted_at) END"
+            .to_owned(),
+    );
+    format!(" ON CONFLICT (vomo_user_id) DO UPDATE SET {}", sets.join(", "))
+}
+
+pub struct PostgresDest {
+    pool: PgPool,
+    /// `name` or `schema.name`, validated by `valid_table` when the spec was
+    /// parsed: plain identifiers only, so it is safe to place in SQL text.
+    table: String,
+    /// The URL with its password replaced, for messages.
+    shown: String,
+    upsert_head: String,
+    upsert_tail: String,
+}
 
 impl PostgresDest {
-    pub async fn connect(_url: &str, _table: &str) -> Result<Self, DestError> {
-        Err(DestError::permanent("the postgres destination is not built yet"))
+    /// Connects once directly (so a refused connection or a bad password is
+    /// reported at once with its cause, not as a pool timeout), then keeps a
+    /// small lazy pool. Does not touch the table.
+    pub async fn connect(url: &str, table: &str) -> Result<Self, DestError> {
+        let shown = redact_url(url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            DestError::permanent(format!(
+                "invalid PostgreSQL URL {shown}: {}",
+                e.to_string().replace(url, &shown)
+            ))
+        })?;
+        let unreachable = |reason: String| {
+            DestError::retryable(format!(
+                "cannot reach PostgreSQL at {shown}: {}; check that it is running and the URL, user and password are right",
+                reason.replace(url, &shown)
+            ))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Err(_) => return Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            upsert_head: format!("INSERT INTO {table} AS t ({COLUMNS}) "),
+            upsert_tail: conflict_clause(),
+            table: table.to_owned(),
+            shown,
+        })
     }
 
+    /// Creates the table if absent and proves we may write it, with an upsert
+    /// of a probe row inside a transaction that is rolled back.
     pub async fn check(&self) -> Result<(), DestError> {
-        Err(DestError::permanent("the postgres destination is not built yet"))
+        self.create_table().await.map_err(|e| self.error(&e))?;
+        let probe = probe_change();
+        let mut tx = timed(self.pool.begin()).await.map_err(|e| self.error(&e))?;
+        let written = self.upsert(&mut *tx, &[&probe], Utc::now()).await;
+        // Rolled back whatever happened: the check must not leave a user.
+        let _ = tx.rollback().await;
+        written.map_err(|e| self.error(&e))
     }
 
-    pub async fn apply(&self, changes: &[Change], _synced_at: DateTime<Utc>) -> Vec<Outcome> {
-        changes.iter().map(|_| Err(DestError::permanent("not built yet"))).collect()
+    /// Writes `changes`; one outcome per change, in order.
+    pub async fn apply(&self, changes: &[Change], synced_at: DateTime<Utc>) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = changes.iter().map(validate).collect();
+        let valid: Vec<(usize, &Change)> =
+            changes.iter().enumerate().filter(|(i, _)| outcomes[*i].is_ok()).collect();
+        for chunk in valid.chunks(ROWS_PER_STATEMENT) {
+            let batch: Vec<&Change> = chunk.iter().map(|(_, c)| *c).collect();
+            let results = self.apply_batch(&batch, synced_at).await;
+            for ((at, _), result) in chunk.iter().zip(results) {
+                outcomes[*at] = result;
+            }
+        }
+        outcomes
     }
 
-    pub async fn close(&self) {}
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// One statement for the batch; per-change statements when a row's data
+    /// was refused; the table (re)created once when it is missing.
+    async fn apply_batch(&self, batch: &[&Change], synced_at: DateTime<Utc>) -> Vec<Outcome> {
+        let rows = last_per_user(batch);
+        let mut result = self.upsert(&self.pool, &rows, synced_at).await;
+        if result.as_ref().is_err_and(|e| sqlstate(e).as_deref() == Some("42P01")) {
+            // Not created yet, or dropped since: create it and try once more.
+            result = match self.create_table().await {
+                Ok(()) => self.upsert(&self.pool, &rows, synced_at).await,
+                Err(e) => Err(e),
+            };
+        }
+        match result {
+            Ok(()) => batch.iter().map(|c| Ok(c.vomo_user_id.to_string())).collect(),
+            Err(e) if is_data_error(&e) && batch.len() > 1 => self.one_by_one(batch, synced_at).await,
+            Err(e) if is_data_error(&e) => vec![Err(self.row_error(batch[0].vomo_user_id, &e))],
+            Err(e) => {
+                let error = self.error(&e);
+                batch.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    /// Replays a refused batch one change at a time, in order. Once the
+    /// database itself fails (not a row), the rest are not tried: they would
+    /// fail the same way, each after a timeout.
+    async fn one_by_one(&self, batch: &[&Change], synced_at: DateTime<Utc>) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut down: Option<DestError> = None;
+        for change in batch {
+            if let Some(error) = &down {
+                outcomes.push(Err(error.clone()));
+                continue;
+            }
+            match self.upsert(&self.pool, &[change], synced_at).await {
+                Ok(()) => outcomes.push(Ok(change.vomo_user_id.to_string())),
+                Err(e) => {
+                    let error = self.row_error(change.vomo_user_id, &e);
+                    if error.class == FailureClass::Retryable {
+                        down = Some(error.clone());
+                    }
+                    outcomes.push(Err(error));
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// The multi-row upsert of `rows` (at most one per user: PostgreSQL
+    /// refuses to update a row twice in one statement).
+    async fn upsert<'c>(
+        &self,
+        executor: impl PgExecutor<'c>,
+        rows: &[&Change],
+        synced_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let mut builder: QueryBuilder<Postgres> = QueryBuilder::new(self.upsert_head.as_str());
+        builder.push_values(rows, |mut row, change| push_row(&mut row, change, synced_at));
+        builder.push(&self.upsert_tail);
+        timed(builder.build().execute(executor)).await.map(drop)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS`; losing a race with another process
+    /// creating it at the same moment counts as success.
+    async fn create_table(&self) -> Result<(), sqlx::Error> {
+        // The table name was validated as plain identifiers (`valid_table`).
+        let sql = sqlx::AssertSqlSafe(create_table_sql(&self.table));
+        match timed(sqlx::query(sql).execute(&self.pool)).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(sqlstate(&e).as_deref(), Some("42P07" | "23505")) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An error that concerns the whole destination.
+    fn error(&self, e: &sqlx::Error) -> DestError {
+        let message = format!("PostgreSQL {} (table {}): {}", self.shown, self.table, self.reason(e));
+        DestError { class: classify(e), message }
+    }
+
+    /// An error for one user's row; a refusal of its data is permanent.
+    fn row_error(&self, id: i64, e: &sqlx::Error) -> DestError {
+        let message =
+            format!("PostgreSQL {} (table {}) refused user {id}: {}", self.shown, self.table, self.reason(e));
+        let class = if is_data_error(e) { FailureClass::Permanent } else { classify(e) };
+        DestError { class, message }
+    }
+
+    fn reason(&self, e: &sqlx::Error) -> String {
+        match e {
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let hint = match code.as_str() {
+                    "3F000" => format!(
+                        "; create the schema first (CREATE SCHEMA {}) or choose another ?table=",
+                        self.table.split('.').next().unwrap_or_default()
+                    ),
+                    "42703" => {
+                        format!("; the existing table {} lacks columns this destination writes", self.table)
+                    }
+                    "42501" => {
+                        "; grant this user CREATE on the schema and INSERT, UPDATE on the table".to_owned()
+                    }
+                    _ => String::new(),
+                };
+                format!("{} (SQLSTATE {code}){hint}", db.message())
+            }
+            sqlx::Error::PoolTimedOut => {
+                format!(
+                    "no connection became free within {} s (server down or overloaded)",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A create or update must carry the user; anything else could only be
+/// written as a deletion, which would erase a user by mistake.
+fn validate(change: &Change) -> Outcome {
+    match (&change.kind, &change.user) {
+        (ChangeKind::Created | ChangeKind::Updated, None) => Err(DestError::permanent(format!(
+            "the {} change of user {} carries no user data",
+            change.kind.as_str(),
+            change.vomo_user_id
+        ))),
+        _ => Ok(change.vomo_user_id.to_string()),
+    }
+}
+
+/// The last change of each user, in batch order: earlier ones are superseded
+/// and a statement may touch each row only once.
+fn last_per_user<'a>(batch: &[&'a Change]) -> Vec<&'a Change> {
+    let mut seen = std::collections::HashSet::new();
+    let mut rows: Vec<&Change> =
+        batch.iter().rev().filter(|c| seen.insert(c.vomo_user_id)).copied().collect();
+    rows.reverse();
+    rows
+}
+
+/// Binds one row in `COLUMNS` order. A deletion binds NULL for every field
+/// and sets `deleted_at`.
+fn push_row(row: &mut Separated<'_, Postgres, &'static str>, change: &Change, synced_at: DateTime<Utc>) {
+    let user = change.user.as_ref().filter(|_| change.kind != ChangeKind::Deleted);
+    let text = |field: fn(&User) -> &str| user.map(field);
+    let optional = |field: fn(&User) -> Option<&str>| user.and_then(field);
+    row.push_bind(change.vomo_user_id)
+        .push_bind(text(|u| &u.first_name))
+        .push_bind(text(|u| &u.last_name))
+        .push_bind(text(|u| &u.full_name))
+        .push_bind(text(|u| &u.email))
+        .push_bind(optional(|u| u.address.as_deref()))
+        .push_bind(optional(|u| u.phone.as_deref()))
+        .push_bind(optional(|u| u.birthday.as_deref()))
+        .push_bind(optional(|u| u.gender.as_deref()))
+        .push_bind(user.map(|u| u.created_at))
+        .push_bind(user.map(|u| u.updated_at))
+        .push_bind(optional(|u| u.user_status.as_deref()))
+        .push_bind(optional(|u| u.membership_status.as_deref()))
+        .push_bind(optional(|u| u.membership_role.as_deref()))
+        .push_bind(synced_at)
+        .push_bind(user.is_none().then_some(synced_at));
+}
+
+/// The row `check` writes and rolls back: every column filled, so a column
+/// of the wrong type or a missing privilege shows up.
+fn probe_change() -> Change {
+    let at = Utc.timestamp_opt(0, 0).single().unwrap_or_default();
+    let text = |s: &str| Some(s.to_owned());
+    let user = User {
+        id: 0,
+        first_name: "vomo-sync".into(),
+        last_name: "check".into(),
+        full_name: "vomo-sync check".into(),
+        email: "check@vomo-sync.invalid".into(),
+        address: text("-"),
+        phone: text("-"),
+        birthday: text("1970-01-01"),
+        gender: text("-"),
+        created_at: at,
+        updated_at: at,
+        user_status: text("-"),
+        membership_status: text("-"),
+        membership_role: text("-"),
+    };
+    Change { kind: ChangeKind::Created, vomo_user_id: 0, user: Some(user) }
+}
+
+/// Runs a database call under `STATEMENT_TIMEOUT`; running out is an IO
+/// timeout, i.e. retryable.
+async fn timed<T>(call: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(STATEMENT_TIMEOUT, call).await.unwrap_or_else(|_| {
+        let reason = format!("no answer within {} s", STATEMENT_TIMEOUT.as_secs());
+        Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, reason)))
+    })
+}
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// The database refused a value of some row (data exception, integrity
+/// constraint, cardinality): other rows may well be fine.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    sqlstate(e).is_some_and(|code| matches!(code.get(..2), Some("21" | "22" | "23")))
+}
+
+/// Retryable: the connection or the server's state, which time heals —
+/// connection exceptions (08), serialization failures and deadlocks (40),
+/// insufficient resources (53), operator intervention such as a restart
+/// (57), system errors (58), a read-only server during a failover (25006),
+/// and every transport or pool failure. Everything else is permanent.
+fn classify(e: &sqlx::Error) -> FailureClass {
+    let retryable = match e {
+        sqlx::Error::Database(_) => sqlstate(e).is_some_and(|code| {
+            matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "25006"
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        _ => false,
+    };
+    if retryable { FailureClass::Retryable } else { FailureClass::Permanent }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_follow_sqlstate_and_transport() {
+        let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        assert_eq!(classify(&io), FailureClass::Retryable);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), FailureClass::Retryable);
+        assert_eq!(classify(&sqlx::Error::RowNotFound), FailureClass::Permanent);
+    }
+
+    #[test]
+    fn later_changes_of_a_user_win_within_a_statement() {
+        let change = |id, kind| Change { kind, vomo_user_id: id, user: None };
+        let (a, b, c) =
+            (change(1, ChangeKind::Deleted), change(2, ChangeKind::Deleted), change(1, ChangeKind::Deleted));
+        let rows = last_per_user(&[&a, &b, &c]);
+        assert_eq!(rows.len(), 2);
+        assert!(std::ptr::eq(rows[0], &b) && std::ptr::eq(rows[1], &c));
+    }
+
+    #[test]
+    fn updates_without_a_user_are_refused() {
+        let change = Change { kind: ChangeKind::Updated, vomo_user_id: 3, user: None };
+        let err = validate(&change).unwrap_err();
+        assert_eq!(err.class, FailureClass::Permanent);
+        assert!(err.message.contains("user 3"), "{}", err.message);
+        let clause = conflict_clause();
+        assert!(
+            clause.contains("email = EXCLUDED.email") && clause.contains("ELSE t.gender END"),
+            "{clause}"
+        );
+    }
 }

@@ -200,7 +200,11 @@ pub fn default_names(specs: &[DestinationSpec]) -> Vec<String> {
     let mut names = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let before = specs[..i].iter().filter(|s| s.kind() == spec.kind()).count();
-        names.push(if before == 0 { spec.kind().to_owned() } else { format!("{}-{}", spec.kind(), before + 1) });
+        names.push(if before == 0 {
+            spec.kind().to_owned()
+        } else {
+            format!("{}-{}", spec.kind(), before + 1)
+        });
     }
     names
 }
@@ -211,8 +215,10 @@ mod tests {
 
     #[test]
     fn postgres_specs_take_the_table_out_of_the_url() {
-        let spec = DestinationSpec::parse("postgres://rep:pw@db:5432/reporting?table=crm.volunteers&sslmode=require")
-            .unwrap();
+        let spec = DestinationSpec::parse(
+            "postgres://rep:pw@db:5432/reporting?table=crm.volunteers&sslmode=require",
+        )
+        .unwrap();
         let DestinationSpec::Postgres { url, table } = &spec else { panic!() };
         assert_eq!(table, "crm.volunteers");
         assert_eq!(url, "postgres://rep:pw@db:5432/reporting?sslmode=require");
@@ -226,7 +232,8 @@ mod tests {
 
     #[test]
     fn webhooks_need_a_secret_reference() {
-        let spec = DestinationSpec::parse("webhook:https://hooks.example/vomo?k=1,secret-env=HOOK_SECRET").unwrap();
+        let spec =
+            DestinationSpec::parse("webhook:https://hooks.example/vomo?k=1,secret-env=HOOK_SECRET").unwrap();
         assert_eq!(
             spec,
             DestinationSpec::Webhook {
@@ -236,7 +243,8 @@ mod tests {
         );
         assert!(!spec.display().contains("k=1"));
         assert_eq!(DestinationSpec::parse(&spec.to_spec_string()).unwrap(), spec);
-        let file = DestinationSpec::parse("webhook:http://127.0.0.1:9/h,secret-file=/etc/vomo/hook.key").unwrap();
+        let file =
+            DestinationSpec::parse("webhook:http://127.0.0.1:9/h,secret-file=/etc/vomo/hook.key").unwrap();
         assert!(matches!(file, DestinationSpec::Webhook { secret: SecretSource::File(_), .. }));
         let err = DestinationSpec::parse("webhook:https://hooks.example/vomo").unwrap_err();
         assert!(err.to_string().contains("signing secret"), "{err}");

@@ -238,10 +238,14 @@ fn mutate_between_pages(state: &mut SimState, org: OrgId, query: &UserQuery) {
     let id = ids[state.rng.random_range(0..ids.len())];
     let now = state.now();
     let roll: f64 = state.rng.random();
-    if roll < faults.mutate_delete_share {
+    let (delete, anonymise) = (faults.mutate_delete_share, faults.mutate_anonymise_share);
+    if roll < delete {
         state.world.delete(id);
-    } else if roll < faults.mutate_delete_share + faults.mutate_anonymise_share {
+    } else if roll < delete + anonymise {
         state.world.anonymise(id, now);
+    } else if roll < delete + anonymise + faults.mutate_create_share {
+        let new_id = state.world.allocate_id();
+        state.world.insert(new_user(new_id, org, &super::UserFields::default(), now));
     } else {
         let phone = format!("+1-555-{:04}", state.rng.random_range(0..10_000));
         state.world.modify(id, now, true, |u| u.phone = Some(phone));

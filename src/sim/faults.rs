@@ -36,6 +36,9 @@ pub struct Faults {
     pub mutate_rate: f64,
     pub mutate_delete_share: f64,
     pub mutate_anonymise_share: f64,
+    /// Share of mutations that create a new user instead (it lands after
+    /// the window, like a volunteer signing up mid-walk).
+    pub mutate_create_share: f64,
     pub order: OrderMode,
     pub quirks: Quirks,
     /// Upsert without `role`: reset the role to VOLUNTEER (`true`, the risky

@@ -8,7 +8,7 @@ use super::types::{
     AuditEntry, Customer, CustomerId, CustomerStatus, DestinationRecord, NewCustomer, NewDestination,
     TokenInfo, TokenState,
 };
-use super::{Store, StoreError, from_json, to_json, with_pool};
+use super::{BeginWrite, Store, StoreError, from_json, to_json, with_pool};
 use crate::domain::{ApiToken, epoch};
 
 /// The only stream today: VOMO users.
@@ -90,7 +90,7 @@ impl Store {
         let settings = to_json(new.settings);
         let result = with_pool!(self, |pool| {
             async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             record_key_check!(tx, key_check);
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO customers (name, status, vomo_url, settings, created_at, updated_at)
@@ -238,7 +238,7 @@ impl Store {
         let key_check = self.key_check_to_record().await?;
         let now = Utc::now();
         with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             record_key_check!(tx, key_check);
             sqlx::query(
                 "INSERT INTO tokens (customer_id, ciphertext, fingerprint, state, validated_at, created_at)
@@ -388,7 +388,7 @@ impl Store {
     /// name it by text and have no foreign key).
     pub async fn purge_customer(&self, id: CustomerId) -> Result<(), StoreError> {
         with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // Children first: correct even where foreign keys are not enforced.
             for statement in [
                 "DELETE FROM leases WHERE customer_id = $1",

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::types::{AuditEntry, CustomerId, DlqDepth, DlqEntry, DlqId, DlqStatus, FailureClass, NewDlqEntry};
-use super::{Store, StoreError, with_pool};
+use super::{BeginWrite, Store, StoreError, with_pool};
 use crate::domain::{ContentHash, VomoUserId};
 
 #[derive(sqlx::FromRow)]
@@ -70,7 +70,7 @@ impl Store {
         let now = Utc::now();
         let hash = entry.content_hash.to_hex();
         with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let pending: Vec<(i64, String, DateTime<Utc>)> = sqlx::query_as(
                 "SELECT id, content_hash, vomo_updated_at FROM dlq
                  WHERE customer_id = $1 AND vomo_user_id = $2 AND destination = $3 AND status = 'pending'",
@@ -160,6 +160,36 @@ impl Store {
         Ok(done)
     }
 
+    /// (destination, user) of every pending entry of a customer: the engine
+    /// supersedes entries only for these, instead of one query per write.
+    pub async fn pending_dlq_keys(
+        &self,
+        customer: CustomerId,
+    ) -> Result<Vec<(String, VomoUserId)>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT destination, vomo_user_id FROM dlq WHERE customer_id = $1 AND status = 'pending'",
+            )
+            .bind(customer)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    /// When the next automatic retry of a customer's DLQ is due.
+    pub async fn next_dlq_retry_at(&self, customer: CustomerId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT MIN(next_retry_at) FROM dlq WHERE customer_id = $1 AND status = 'pending' AND class = 'retryable'",
+            )
+            .bind(customer)
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(|e| self.err(e))
+    }
+
     /// Retryable pending entries whose retry time has come, oldest first.
     pub async fn due_dlq(
         &self,
@@ -236,7 +266,7 @@ impl Store {
     /// transaction.
     pub async fn discard_dlq(&self, id: DlqId, note: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         let changed = with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let changed = sqlx::query(
                 "UPDATE dlq SET status = 'discarded', note = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'",
             )

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::types::{AuditEntry, CustomerId, Run, RunId, RunKind, RunOutcome};
-use super::{Store, StoreError, from_json, to_json, with_pool};
+use super::{BeginWrite, Store, StoreError, from_json, to_json, with_pool};
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -124,6 +124,16 @@ impl Store {
         rows.into_iter().map(RunRow::into_run).collect()
     }
 
+    /// The newest run of each kind of every customer.
+    pub async fn last_runs_of_everyone(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = select_runs!(
+            "WHERE id IN (SELECT MAX(id) FROM runs GROUP BY customer_id, kind) ORDER BY customer_id, kind"
+        );
+        let rows: Vec<RunRow> =
+            with_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await).map_err(|e| self.err(e))?;
+        rows.into_iter().map(RunRow::into_run).collect()
+    }
+
     /// Runs left `running` by a process that died: marked aborted.
     pub async fn abort_running_runs(&self, customer: CustomerId, message: &str) -> Result<u64, StoreError> {
         let done = with_pool!(self, |pool| {
@@ -145,7 +155,7 @@ impl Store {
     /// Appends to the audit log.
     pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             super::insert_audit!(tx, entry)?;
             tx.commit().await
         }

@@ -15,11 +15,13 @@ mod error;
 mod history;
 mod leases;
 mod open;
+mod overview;
 mod sync_state;
 mod types;
 
 pub use leases::Lease;
 pub use open::{load_master_key, migration_versions};
+pub use overview::Overview;
 
 use sqlx::{PgPool, SqlitePool};
 
@@ -57,6 +59,40 @@ macro_rules! insert_audit {
     };
 }
 pub(crate) use insert_audit;
+
+/// Starts a transaction that will write. On SQLite it takes the write lock
+/// at once (`BEGIN IMMEDIATE`): a read that later upgrades to a write fails
+/// with `SQLITE_BUSY_SNAPSHOT` when another connection wrote in between, and
+/// the busy timeout does not retry that.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        self.begin()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {

@@ -10,7 +10,7 @@ use sqlx::QueryBuilder;
 
 use super::customers::USERS_STREAM;
 use super::types::{Checkpoint, CustomerId, Mapping, MappingWrite};
-use super::{Store, StoreError, from_json, to_json, with_pool};
+use super::{BeginWrite, Store, StoreError, from_json, to_json, with_pool};
 use crate::domain::{ContentHash, VomoUserId, Window};
 
 /// Rows per multi-row INSERT: well inside SQLite's bound-parameter limit.
@@ -137,7 +137,7 @@ impl Store {
         let now = Utc::now();
         let mappings = last_write_per_user(mappings);
         with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in mappings.chunks(ROWS_PER_STATEMENT) {
                 let mut builder = QueryBuilder::new("");
                 push_mapping_upsert!(builder, customer, chunk);

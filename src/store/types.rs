@@ -3,107 +3,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-pub use crate::domain::FailureClass;
 use crate::domain::{ContentHash, CustomerSettings, VomoUserId, Window};
+pub use crate::domain::{CustomerStatus, FailureClass, RunKind, RunOutcome, TokenState};
 
 pub type CustomerId = i64;
 pub type DlqId = i64;
 pub type RunId = i64;
 
-/// Declares a text-backed enum with `as_str`, `Display` and `FromStr`.
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-
-            fn from_str(text: &str) -> Result<Self, String> {
-                match text {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
-                }
-            }
-        }
-    };
-}
-
-text_enum!(
-    /// Where a customer is in its lifecycle.
-    CustomerStatus {
-        Onboarding => "onboarding",
-        Backfilling => "backfilling",
-        Active => "active",
-        Paused => "paused",
-        TokenRejected => "token_rejected",
-        Offboarded => "offboarded",
-    }
-);
-
-text_enum!(
-    /// What VOMO last said about a customer's token.
-    TokenState {
-        Valid => "valid",
-        Rejected => "rejected",
-        Forbidden => "forbidden",
-        Unchecked => "unchecked",
-    }
-);
-
-text_enum!(
+crate::domain::text_enum!(
     /// Life of a DLQ entry.
     DlqStatus {
         Pending => "pending",
         Resolved => "resolved",
         Superseded => "superseded",
         Discarded => "discarded",
-    }
-);
-
-text_enum!(
-    /// Kinds of work recorded as runs.
-    RunKind {
-        Backfill => "backfill",
-        Poll => "poll",
-        Reconcile => "reconcile",
-        Deletions => "deletions",
-        Writeback => "writeback",
-        DlqRetry => "dlq_retry",
-    }
-);
-
-text_enum!(
-    /// How a run ended.
-    RunOutcome {
-        Running => "running",
-        Ok => "ok",
-        Failed => "failed",
-        Aborted => "aborted",
-        NeedsConfirmation => "needs_confirmation",
-        Confirmed => "confirmed",
-        Dismissed => "dismissed",
     }
 );
 

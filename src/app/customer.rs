@@ -1,0 +1,107 @@
+//! `vomo-sync customer …`: onboarding, listing, token replacement, pause and
+//! resume, through the engine's operator actions.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::{open_ops, print_table};
+use crate::cli::{AddArgs, CustomerCommand, TokenSource};
+use crate::config::Config;
+use crate::dest::DestinationSpec;
+use crate::domain::{ApiToken, CustomerSettings, format_rfc3339};
+use crate::engine::ops::OnboardRequest;
+use crate::engine::os_user;
+
+pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    match command {
+        CustomerCommand::Add(args) => add(args, config).await,
+        CustomerCommand::List { json } => list(json, config).await,
+        CustomerCommand::Token { name, token } => {
+            let token = read_token(&token)?;
+            let ops = open_ops(config, true).await?;
+            let status = ops.replace_token(&name, &token, &os_user()).await?;
+            println!("{name}: token {} stored; status {status}", token.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        CustomerCommand::Pause { name } => pause(&name, true, config).await,
+        CustomerCommand::Resume { name } => pause(&name, false, config).await,
+    }
+}
+
+async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let destinations =
+        args.destinations.iter().map(|spec| DestinationSpec::parse(spec)).collect::<Result<Vec<_>, _>>()?;
+    let rate = args.rate.unwrap_or(config.sync.rate);
+    if !rate.is_finite() || rate < 0.0 {
+        bail!("--rate {rate} is not a request rate; use a positive number, or 0 for unlimited");
+    }
+    let poll_every = args.poll_every.unwrap_or(config.sync.poll_every);
+    if poll_every.as_secs() == 0 {
+        bail!("--poll-every must be at least one second");
+    }
+    let token = read_token(&args.token)?;
+    let request = OnboardRequest {
+        name: args.name.clone(),
+        token,
+        vomo_url: args.vomo_url.clone().unwrap_or_else(|| config.vomo.base_url.clone()),
+        destinations,
+        settings: CustomerSettings { rate_per_s: rate, poll_every_secs: poll_every.as_secs() },
+    };
+    let ops = open_ops(config, true).await?;
+    let customer = ops.onboard(&request, &os_user()).await?;
+    println!(
+        "onboarded {} (token {}); backfill queued: `vomo-sync headless` runs it",
+        customer.name,
+        request.token.fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(json: bool, config: &Config) -> anyhow::Result<ExitCode> {
+    let ops = open_ops(config, false).await?;
+    let customers = ops.status(None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&customers)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = customers
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.status.to_string(),
+                c.token.as_ref().map_or_else(|| "-".into(), |t| format!("{} {}", t.fingerprint, t.state)),
+                format!("{}/s", c.budget.configured),
+                c.vomo_url.clone(),
+                format_rfc3339(&c.watermark),
+            ]
+        })
+        .collect();
+    print_table(&["CUSTOMER", "STATUS", "TOKEN", "BUDGET", "VOMO", "CHECKPOINT"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pause(name: &str, pause: bool, config: &Config) -> anyhow::Result<ExitCode> {
+    let ops = open_ops(config, false).await?;
+    let status = ops.set_paused(name, pause, &os_user()).await?;
+    println!("{name} is now {status}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a token from a file or stdin; it never comes from the command line.
+fn read_token(source: &TokenSource) -> anyhow::Result<ApiToken> {
+    let text = match &source.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the token from standard input")?;
+            text
+        }
+    };
+    ApiToken::new(&text).context("the token is empty")
+}

@@ -1,0 +1,173 @@
+//! `vomo-sync headless` (the engine until SIGTERM, or `--once`) and
+//! `vomo-sync status`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use super::{age, open_store, print_table};
+use crate::cli::{HeadlessArgs, StatusArgs};
+use crate::config::Config;
+use crate::domain::{RunKind, format_rfc3339};
+use crate::engine::once::{OnceProgress, OnceRun};
+use crate::engine::{Engine, EngineConfig};
+
+pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let store = open_store(config, false).await?;
+    let engine_config = EngineConfig::from_config(config);
+    if args.once {
+        return once(store, engine_config).await;
+    }
+    let engine = Engine::start(store, engine_config).await?;
+    let stop_server = CancellationToken::new();
+    let listen = args.listen.unwrap_or(config.headless.listen);
+    let bound = crate::headless::serve(listen, engine.watch(), stop_server.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics served");
+    super::shutdown_signal().await;
+    tracing::info!("stopping: finishing the pages in flight");
+    engine.shutdown().await;
+    stop_server.cancel();
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn once(store: crate::store::Store, config: EngineConfig) -> anyhow::Result<ExitCode> {
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        stop.cancel();
+    });
+    let mut run = OnceRun::start(store, config, cancel).await?;
+    let bars = std::io::stderr().is_terminal().then(|| Bars::new(&run.progress()));
+    loop {
+        let next = tokio::select! {
+            more = run.next() => Some(more),
+            () = tokio::time::sleep(Duration::from_millis(200)) => None,
+        };
+        if let Some(bars) = &bars {
+            bars.update(&run.progress());
+        }
+        if next == Some(false) {
+            break;
+        }
+    }
+    if let Some(bars) = &bars {
+        bars.finish();
+    }
+    let outcomes = run.outcomes();
+    let mut failed = 0;
+    for outcome in &outcomes {
+        match (&outcome.result, &outcome.note) {
+            (_, Some(note)) => println!("{:<20} {note}", outcome.customer),
+            (Ok(Some(report)), None) => {
+                let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
+                println!(
+                    "{:<20} {} ok: {} users read, {} created, {} updated, {} deleted, {} to the DLQ; {} requests",
+                    outcome.customer,
+                    report.kind.map_or("run", RunKind::as_str),
+                    count("users_seen"),
+                    count("created"),
+                    count("updated"),
+                    count("deleted"),
+                    count("dlq_parked"),
+                    report.requests
+                );
+            }
+            (Ok(None), None) => println!("{:<20} nothing to do", outcome.customer),
+            (Err(e), None) => {
+                failed += 1;
+                println!("{:<20} FAILED: {e}", outcome.customer);
+            }
+        }
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// One progress bar per customer: users and pages of `meta.total`.
+struct Bars {
+    _multi: MultiProgress,
+    bars: Vec<(String, ProgressBar)>,
+}
+
+impl Bars {
+    fn new(progress: &[OnceProgress]) -> Self {
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:<16} {bar:30} {pos}/{len} users  {msg}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bars = progress
+            .iter()
+            .map(|p| {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(style.clone());
+                bar.set_prefix(p.customer.clone());
+                (p.customer.clone(), bar)
+            })
+            .collect();
+        Self { _multi: multi, bars }
+    }
+
+    fn update(&self, progress: &[OnceProgress]) {
+        for p in progress {
+            if let Some((_, bar)) = self.bars.iter().find(|(name, _)| *name == p.customer) {
+                bar.set_length(p.total.max(p.users));
+                bar.set_position(p.users);
+                bar.set_message(format!("{} pages", p.pages));
+                if p.finished {
+                    bar.finish();
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        for (_, bar) in &self.bars {
+            bar.finish();
+        }
+    }
+}
+
+pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let ops = super::open_ops(config, false).await?;
+    let customers = ops.status(args.name.as_deref()).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&customers)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = chrono::Utc::now();
+    let rows: Vec<Vec<String>> = customers
+        .iter()
+        .map(|c| {
+            let last_poll = c
+                .last_runs
+                .iter()
+                .filter(|r| matches!(r.kind, RunKind::Poll | RunKind::Backfill))
+                .max_by_key(|r| r.started_at)
+                .map_or_else(|| "never".into(), |r| format!("{} {} ago", r.outcome, age(now, r.started_at)));
+            vec![
+                c.name.clone(),
+                c.status.to_string(),
+                format_rfc3339(&c.watermark),
+                super::duration_text(c.lag_secs),
+                last_poll,
+                c.users_synced.to_string(),
+                c.dlq.oldest.map_or_else(
+                    || c.dlq.pending.to_string(),
+                    |t| format!("{} ({})", c.dlq.pending, age(now, t)),
+                ),
+                c.token.as_ref().map_or_else(|| "none".into(), |t| format!("{} {}", t.fingerprint, t.state)),
+                format!("{}/s", c.budget.configured),
+            ]
+        })
+        .collect();
+    print_table(
+        &["CUSTOMER", "STATE", "CHECKPOINT", "LAG", "LAST RUN", "USERS", "DLQ (OLDEST)", "TOKEN", "BUDGET"],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}

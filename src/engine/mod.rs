@@ -1,0 +1,109 @@
+//! The sync engine: the only module that uses the VOMO client, the state DB
+//! and the destinations together. Per customer it backfills, polls, retries
+//! the DLQ and keeps token health, each customer in its own task so one
+//! customer's failure never stops another. Front ends reach it through an
+//! [`EngineHandle`] (commands in, snapshots and events out) or, for one-shot
+//! CLI actions, through [`ops::Ops`].
+//!
+//! The invariant everything here serves: a customer's checkpoint moves to
+//! the end of a window only when the window was walked completely (verified)
+//! and every change in it is acknowledged by the destinations or durably
+//! parked in the DLQ. A crash anywhere means at-least-once, never a gap.
+
+pub mod budget;
+pub mod clock;
+mod command;
+mod dlq_retry;
+mod fetch;
+pub mod once;
+pub mod ops;
+mod process;
+mod snapshot;
+mod supervisor;
+mod sync;
+pub mod window;
+mod worker;
+
+use std::time::Duration;
+
+pub use command::{Command, CommandReply};
+pub use fetch::RetryPolicy;
+pub use snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel, RunProgress};
+pub use supervisor::{Engine, EngineHandle, OnceOutcome};
+
+use crate::config::{Config, HourRange};
+use crate::store::StoreError;
+use crate::vomo::{ClientSettings, VomoError};
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("VOMO rejected the customer's token (401); replace it with `vomo-sync customer token`")]
+    TokenRejected(#[source] VomoError),
+    #[error(
+        "VOMO refused access with the customer's token (403): is API access enabled for the organisation?"
+    )]
+    Forbidden(#[source] VomoError),
+    #[error("{0}")]
+    Vomo(#[source] VomoError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("a destination could not be prepared: {0}")]
+    Destination(String),
+    #[error("stopped")]
+    Cancelled,
+}
+
+/// How the engine runs, from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub client: ClientSettings,
+    pub settle: Duration,
+    pub max_concurrent_backfills: usize,
+    pub backfill_hours: Option<HourRange>,
+    pub request_retry: RetryPolicy,
+    pub dlq_retry: RetryPolicy,
+    pub dlq_retry_max: Duration,
+    pub chunk_users: u64,
+    /// How often the supervisor re-reads customers from the state DB (new
+    /// customers, pauses, replaced tokens made by other processes).
+    pub reload_every: Duration,
+    /// Lease period; leases are renewed at every reload.
+    pub lease_ttl: Duration,
+    /// Who owns leases: host, process and a random tag.
+    pub owner: String,
+}
+
+impl EngineConfig {
+    pub fn from_config(config: &Config) -> Self {
+        let sync = &config.sync;
+        Self {
+            client: ClientSettings {
+                connect_timeout: config.vomo.connect_timeout,
+                request_timeout: config.vomo.request_timeout,
+            },
+            settle: sync.settle,
+            max_concurrent_backfills: sync.max_concurrent_backfills,
+            backfill_hours: sync.backfill_hours,
+            request_retry: RetryPolicy { retries: sync.request_retries, base: sync.retry_base },
+            dlq_retry: RetryPolicy { retries: u32::MAX, base: sync.dlq_retry_base },
+            dlq_retry_max: sync.dlq_retry_max,
+            chunk_users: sync.chunk_users,
+            reload_every: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(60),
+            owner: default_owner(),
+        }
+    }
+}
+
+/// `host:pid:tag`, unique per process.
+pub fn default_owner() -> String {
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown-host".into());
+    let tag: u32 = rand::random();
+    format!("{host}:{}:{tag:08x}", std::process::id())
+}
+
+/// The OS user, the actor of CLI and console actions in the audit log.
+pub fn os_user() -> String {
+    whoami::username().unwrap_or_else(|_| std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}

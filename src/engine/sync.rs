@@ -1,0 +1,374 @@
+//! One sync run of one customer: from the checkpoint to VOMO's clock minus
+//! the settle margin, walked as verified windows, delivered, committed. The
+//! backfill is simply the first such run from the epoch (one mechanism for
+//! backfill and polling). A full re-walk reads every user again without
+//! moving the checkpoint. Token failures stop the customer at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::budget::{Budget, Priority};
+use super::clock::ServerClock;
+use super::fetch::Fetcher;
+use super::process::{Counters, DeliveryTarget, Sink};
+use super::snapshot::{EngineEvent, EventLevel};
+use super::window::{Progress, WalkSummary, Walker};
+use super::{EngineConfig, SyncError};
+use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window, epoch, whole_second};
+use crate::store::{AuditEntry, Customer};
+use crate::vomo::VomoClient;
+
+/// How a run treats the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From the checkpoint to now; the checkpoint follows verified chunks.
+    Advance,
+    /// Every user up to the checkpoint again; the checkpoint stays.
+    FullRewalk,
+}
+
+/// Live figures of a customer's work, shared with the supervisor.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub progress: Progress,
+    pub current: std::sync::Mutex<Option<(RunKind, DateTime<Utc>)>>,
+    pub requests_total: AtomicU64,
+    pub users_total: AtomicU64,
+    /// Chunk size the walker settled on (kept between runs).
+    pub chunk_target: AtomicU64,
+    pub last_error: std::sync::Mutex<Option<String>>,
+    pub next_poll_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// When the current run last made progress (for stall detection).
+    pub last_progress: std::sync::Mutex<Option<Instant>>,
+    /// (time, users read so far) samples for the throughput figure.
+    pub samples: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Live {
+    pub fn current(&self) -> Option<(RunKind, DateTime<Utc>)> {
+        *locked(&self.current)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        locked(&self.last_error).clone()
+    }
+
+    pub fn set_error(&self, error: Option<String>) {
+        *locked(&self.last_error) = error;
+    }
+
+    pub fn next_poll_at(&self) -> Option<DateTime<Utc>> {
+        *locked(&self.next_poll_at)
+    }
+
+    pub fn set_next_poll(&self, at: Option<DateTime<Utc>>) {
+        *locked(&self.next_poll_at) = at;
+    }
+
+    pub fn last_progress(&self) -> Option<Instant> {
+        *locked(&self.last_progress)
+    }
+
+    /// Records the users read so far; keeps ten minutes of samples.
+    pub fn sample(&self) {
+        let users = self.users_total.load(Ordering::Relaxed) + self.progress.users.load(Ordering::Relaxed);
+        let mut samples = locked(&self.samples);
+        let now = Instant::now();
+        if samples.back().is_some_and(|(_, n)| *n != users) {
+            *locked(&self.last_progress) = Some(now);
+        }
+        samples.push_back((now, users));
+        while samples.front().is_some_and(|(t, _)| now.duration_since(*t).as_secs() > 600) {
+            samples.pop_front();
+        }
+    }
+
+    /// Users read per minute over the last five minutes.
+    pub fn throughput_per_min(&self) -> f64 {
+        let samples = locked(&self.samples);
+        let Some(&(t_last, n_last)) = samples.back() else { return 0.0 };
+        let first = samples.iter().find(|(t, _)| t_last.duration_since(*t).as_secs() <= 300);
+        match first {
+            Some(&(t0, n0)) if t_last > t0 => {
+                (n_last - n0) as f64 * 60.0 / t_last.duration_since(t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Everything a run of one customer needs.
+pub struct CustomerRuntime {
+    pub customer: Customer,
+    pub client: VomoClient,
+    pub budget: Arc<Budget>,
+    pub clock: Arc<ServerClock>,
+    pub target: DeliveryTarget,
+    pub config: Arc<EngineConfig>,
+    pub live: Arc<Live>,
+    pub events: broadcast::Sender<EngineEvent>,
+}
+
+/// What the open-ended first read of an advancing run found.
+enum OpenRead {
+    /// The window is empty (the watermark is VOMO's present).
+    Empty,
+    /// The window was read whole and committed.
+    Done(Window),
+    /// The window needs a walk.
+    Walk(Window),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub kind: Option<RunKind>,
+    pub counts: BTreeMap<String, i64>,
+    pub requests: u64,
+    pub window: Option<Window>,
+    pub walk: WalkSummary,
+}
+
+impl CustomerRuntime {
+    pub fn event(&self, level: EventLevel, message: impl Into<String>) {
+        // No receivers is normal (headless without a console).
+        let _ = self.events.send(EngineEvent::new(Some(&self.customer.name), level, message));
+    }
+
+    /// The kind of an advancing run now: backfill until the first completes.
+    pub async fn advancing_kind(&self) -> Result<RunKind, SyncError> {
+        let checkpoint = self.target.store.load_checkpoint(self.customer.id).await?;
+        Ok(if checkpoint.watermark == epoch() { RunKind::Backfill } else { RunKind::Poll })
+    }
+
+    /// Runs one sync and records it (run row, live figures, events).
+    pub async fn run(
+        &self,
+        kind: RunKind,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> Result<RunReport, SyncError> {
+        let store = &self.target.store;
+        let run_id = store.start_run(self.customer.id, kind).await?;
+        let fetcher = Fetcher::new(
+            self.client.clone(),
+            Arc::clone(&self.budget),
+            Arc::clone(&self.clock),
+            self.config.request_retry,
+            cancel.child_token(),
+        );
+        self.begin(kind);
+        let counters = Counters::default();
+        let result = self.walk(kind, mode, &fetcher, &counters).await;
+        let mut report = RunReport {
+            kind: Some(kind),
+            counts: counters.to_map(),
+            requests: fetcher.requests(),
+            ..RunReport::default()
+        };
+        let (outcome, message) = match &result {
+            Ok((window, walk)) => {
+                report.window = *window;
+                report.walk = walk.clone();
+                for (key, value) in [
+                    ("chunks", walk.chunks),
+                    ("failed_walks", walk.failed_walks),
+                    ("unverified_accepted", walk.unverified_accepted),
+                ] {
+                    report.counts.insert(key.to_owned(), i64::try_from(value).unwrap_or(i64::MAX));
+                }
+                (RunOutcome::Ok, (!walk.warnings.is_empty()).then(|| walk.warnings.join("; ")))
+            }
+            Err(SyncError::Cancelled) => {
+                (RunOutcome::Aborted, Some("stopped before the window was complete".to_owned()))
+            }
+            Err(e) => (RunOutcome::Failed, Some(e.to_string())),
+        };
+        let requests = i64::try_from(report.requests).unwrap_or(i64::MAX);
+        store.finish_run(run_id, outcome, &report.counts, requests, message.as_deref()).await?;
+        self.end(&report);
+        match result {
+            Ok(_) => self.after_success(kind, mode, &report).await.map(|()| report),
+            Err(e) => Err(self.after_failure(e).await),
+        }
+    }
+
+    async fn walk(
+        &self,
+        kind: RunKind,
+        mode: Mode,
+        fetcher: &Fetcher,
+        counters: &Counters,
+    ) -> Result<(Option<Window>, WalkSummary), SyncError> {
+        let store = &self.target.store;
+        let priority = if kind == RunKind::Backfill { Priority::Backfill } else { Priority::Poll };
+        let checkpoint = store.load_checkpoint(self.customer.id).await?;
+        let settle = chrono::Duration::from_std(self.config.settle).unwrap_or_default();
+        let mut sink = Sink::new(&self.target, counters).await?;
+        let window = match mode {
+            Mode::Advance => {
+                match self.open_read(fetcher, priority, checkpoint.watermark, settle, &mut sink).await? {
+                    OpenRead::Empty => return Ok((None, WalkSummary::default())),
+                    OpenRead::Done(window) => {
+                        return Ok((Some(window), WalkSummary { chunks: 1, ..WalkSummary::default() }));
+                    }
+                    OpenRead::Walk(window) => window,
+                }
+            }
+            Mode::FullRewalk => {
+                let to = whole_second(fetcher.server_now(priority).await? - settle);
+                match Window::new(epoch(), to.min(checkpoint.watermark)) {
+                    Some(window) => window,
+                    None => return Ok((None, WalkSummary::default())),
+                }
+            }
+        };
+        if mode == Mode::Advance {
+            store.begin_window(self.customer.id, window).await?;
+        }
+        // Start at the largest chunk; the walker shrinks it when walks fail.
+        let remembered = self.live.chunk_target.load(Ordering::Relaxed);
+        let mut target = if remembered == 0 { self.config.chunk_users } else { remembered };
+        let mut walker = Walker {
+            fetcher,
+            priority,
+            progress: &self.live.progress,
+            target: &mut target,
+            max_chunk: self.config.chunk_users,
+        };
+        let walked = walker.walk(window, &mut sink, mode == Mode::Advance).await;
+        self.live.chunk_target.store(target, Ordering::Relaxed);
+        match walked {
+            Ok(summary) => Ok((Some(window), summary)),
+            Err(SyncError::Cancelled) => {
+                // Deliver and record what was read; the checkpoint stays.
+                sink.flush(None).await?;
+                Err(SyncError::Cancelled)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first read of an advancing run: page 1 of everything changed
+    /// since the watermark, with no upper bound. Its `Date` header fixes the
+    /// window's end, so no separate request asks VOMO for the time. When the
+    /// whole rest fits in that one page, the page is a consistent read of the
+    /// window and the run is done in one request (the usual quiet poll).
+    async fn open_read(
+        &self,
+        fetcher: &Fetcher,
+        priority: Priority,
+        watermark: DateTime<Utc>,
+        settle: chrono::Duration,
+        sink: &mut Sink<'_>,
+    ) -> Result<OpenRead, SyncError> {
+        let open = crate::vomo::UserFilter { updated_after: Some(watermark), ..Default::default() };
+        let first = fetcher.list(priority, &open, 1).await?;
+        let progress = &self.live.progress;
+        progress.pages.fetch_add(1, Ordering::Relaxed);
+        let server_now = self.clock.now().unwrap_or_else(Utc::now);
+        let Some(window) = Window::new(watermark, whole_second(server_now - settle)) else {
+            return Ok(OpenRead::Empty);
+        };
+        let complete = first.last_page == 1 && first.users.len() as u64 == first.total;
+        if !complete {
+            // Processed, not thrown away; the walk of the window re-reads them
+            // as unchanged.
+            sink.push(first.users).await?;
+            return Ok(OpenRead::Walk(window));
+        }
+        let users: Vec<_> = first.users.into_iter().filter(|u| u.updated_at <= window.to).collect();
+        progress.users.fetch_add(users.len() as u64, Ordering::Relaxed);
+        progress.total.store(users.len() as u64, Ordering::Relaxed);
+        sink.push(users).await?;
+        sink.flush(Some(window.to)).await?;
+        Ok(OpenRead::Done(window))
+    }
+
+    fn begin(&self, kind: RunKind) {
+        let progress = &self.live.progress;
+        for counter in [&progress.pages, &progress.users, &progress.total] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        *locked(&self.live.current) = Some((kind, Utc::now()));
+        *locked(&self.live.last_progress) = Some(Instant::now());
+        self.event(EventLevel::Info, format!("{kind} started"));
+    }
+
+    fn end(&self, report: &RunReport) {
+        let live = &self.live;
+        live.users_total.fetch_add(live.progress.users.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        live.requests_total.fetch_add(report.requests, Ordering::Relaxed);
+        *locked(&live.current) = None;
+        live.sample();
+    }
+
+    async fn after_success(&self, kind: RunKind, mode: Mode, report: &RunReport) -> Result<(), SyncError> {
+        self.live.set_error(None);
+        let count = |key: &str| report.counts.get(key).copied().unwrap_or(0);
+        self.event(
+            EventLevel::Info,
+            format!(
+                "{kind} done: {} users read, {} created, {} updated, {} deleted, {} to the DLQ, {} requests",
+                count("users_seen"),
+                count("created"),
+                count("updated"),
+                count("deleted"),
+                count("dlq_parked"),
+                report.requests
+            ),
+        );
+        let status = self.target.store.customer_by_id(self.customer.id).await?.map(|c| c.status);
+        if mode == Mode::Advance && status == Some(CustomerStatus::Backfilling) && report.window.is_some() {
+            self.target.store.set_customer_status(self.customer.id, CustomerStatus::Active, None).await?;
+            self.event(EventLevel::Info, "backfill complete; polling from now on");
+        }
+        Ok(())
+    }
+
+    /// Records a failed run; a token failure stops the customer.
+    async fn after_failure(&self, error: SyncError) -> SyncError {
+        let (state, status) = match &error {
+            SyncError::TokenRejected(_) => (TokenState::Rejected, CustomerStatus::TokenRejected),
+            SyncError::Forbidden(_) => (TokenState::Forbidden, CustomerStatus::TokenRejected),
+            SyncError::Cancelled => return error,
+            _ => {
+                self.live.set_error(Some(error.to_string()));
+                self.event(EventLevel::Error, format!("run failed: {error}"));
+                return error;
+            }
+        };
+        self.live.set_error(Some(error.to_string()));
+        self.event(EventLevel::Error, error.to_string());
+        let store = &self.target.store;
+        let reason = error.to_string();
+        let recorded = async {
+            store.record_token_state(self.customer.id, state).await?;
+            store.set_customer_status(self.customer.id, status, Some(&reason)).await?;
+            store
+                .record_audit(&AuditEntry {
+                    at: Utc::now(),
+                    actor: "engine".into(),
+                    customer: Some(self.customer.name.clone()),
+                    action: "token.rejected".into(),
+                    detail: reason.clone(),
+                    result: "customer stopped; waiting for a new token".into(),
+                })
+                .await
+        };
+        if let Err(e) = recorded.await {
+            tracing::error!(customer = %self.customer.name, error = %e, "cannot record the rejected token");
+        }
+        error
+    }
+}
