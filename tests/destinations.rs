@@ -177,6 +177,7 @@ async fn pg_created_updated_deleted_round_trip() {
         address: None,
         phone: None,
         birthday: None,
+        gender: None,
         deleted_at: Some(at(20)),
         ..row_of(&user(3), at(20))
     };

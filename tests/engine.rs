@@ -12,7 +12,7 @@ use common::sim_with;
 use common::sync::{assert_mirrors, engine_config, onboard, replay_jsonl, run_once, state_db};
 use vomo_sync::domain::{CustomerStatus, RunKind};
 use vomo_sync::engine::once::OnceRun;
-use vomo_sync::sim::{RateLimit, UserFields};
+use vomo_sync::sim::{Faults, RateLimit, UserFields};
 use vomo_sync::store::Store;
 
 fn jsonl(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
@@ -154,4 +154,30 @@ async fn a_budget_above_vomos_limit_backs_off_on_429_and_finishes() {
     let stats = sim.stats_for(&sim.token("a").unwrap());
     assert!(stats.status.get(&429).copied().unwrap_or(0) >= 1, "VOMO pushed back: {stats:?}");
     assert_mirrors(&replay_jsonl(&path), &sim.users("a").unwrap());
+}
+
+#[tokio::test]
+async fn a_malformed_page_never_advances_the_checkpoint() {
+    let sim = sim_with(&[("acme", 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = state_db(dir.path()).await;
+    let (spec, path) = jsonl(dir.path(), "acme");
+    onboard(&store, &sim, "acme", "acme", &[spec], 0.0).await;
+    let customer = store.require_customer("acme").await.unwrap();
+    for faults in
+        [Faults { html_rate: 1.0, ..Faults::default() }, Faults { truncate_rate: 1.0, ..Faults::default() }]
+    {
+        sim.set_faults(faults);
+        let outcomes = run_once(&store).await;
+        let error = outcomes[0].result.as_ref().unwrap_err();
+        assert!(error.contains("cannot decode"), "{error}");
+        let checkpoint = store.load_checkpoint(customer.id).await.unwrap();
+        assert_eq!(checkpoint.watermark, vomo_sync::domain::epoch(), "the checkpoint did not move");
+        assert_eq!(status_of(&store, "acme").await, CustomerStatus::Backfilling);
+    }
+    let runs = store.recent_runs(customer.id, 5).await.unwrap();
+    assert!(runs.iter().all(|r| r.outcome == vomo_sync::domain::RunOutcome::Failed), "{runs:?}");
+    sim.set_faults(Faults::default());
+    run_once(&store).await;
+    assert_mirrors(&replay_jsonl(&path), &sim.users("acme").unwrap());
 }

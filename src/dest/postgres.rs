@@ -32,12 +32,12 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// The column list of every insert, in the order `push_row` binds.
 const COLUMNS: &str = "vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender, \
      created_at, updated_at, user_status, membership_status, membership_role, synced_at, deleted_at";
-/// Fields erased when a user is deleted.
-const PERSONAL: [&str; 7] = ["first_name", "last_name", "full_name", "email", "address", "phone", "birthday"];
+/// Fields erased when a user is deleted: everything personal, gender included.
+const PERSONAL: [&str; 8] =
+    ["first_name", "last_name", "full_name", "email", "address", "phone", "birthday", "gender"];
 /// Fields a deletion leaves as they were (they identify no one and keep
 /// reports of past volunteers meaningful).
-const KEPT: [&str; 6] =
-    ["gender", "created_at", "updated_at", "user_status", "membership_status", "membership_role"];
+const KEPT: [&str; 5] = ["created_at", "updated_at", "user_status", "membership_status", "membership_role"];
 
 /// The table the destination writes: one row per user.
 fn create_table_sql(table: &str) -> String {
@@ -416,7 +416,7 @@ mod tests {
         assert!(err.message.contains("user 3"), "{}", err.message);
         let clause = conflict_clause();
         assert!(
-            clause.contains("email = EXCLUDED.email") && clause.contains("ELSE t.gender END"),
+            clause.contains("gender = EXCLUDED.gender") && clause.contains("ELSE t.user_status END"),
             "{clause}"
         );
     }

@@ -52,6 +52,8 @@ pub enum SyncError {
     Destination(String),
     #[error("stopped")]
     Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// How the engine runs, from the configuration.

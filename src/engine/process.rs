@@ -2,7 +2,13 @@
 //! mappings (§3.2), delivery to every destination, parking failures in the
 //! DLQ, and the mapping writes — committed, with the checkpoint when a window
 //! is complete, in one transaction. Pages are gathered into batches so one
-//! lookup, one destination write and one commit serve several pages.
+//! lookup, one destination write and one commit serve many pages (random
+//! e-mail index inserts make small commits write most of the index again).
+//!
+//! A batch is processed on its own task while the walk reads on: at most one
+//! batch is in flight, and the next starts only when it has committed, so
+//! commits — and the checkpoint — keep their order, and a failed batch stops
+//! everything after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use crate::domain::{Change, ChangeKind, ContentHash, User, VomoUserId};
 use crate::store::{CustomerId, Mapping, MappingWrite, NewDlqEntry, Store};
 
 /// Users gathered before a flush (about ten pages).
-pub const FLUSH_USERS: usize = 150;
+pub const FLUSH_USERS: usize = 1500;
 
 /// What a customer's changes are delivered to.
 pub struct DeliveryTarget {
@@ -68,22 +74,35 @@ struct Pending {
     previous: Option<Mapping>,
 }
 
-/// Gathers users and turns them into delivered (or parked) changes.
-pub struct Sink<'a> {
-    target: &'a DeliveryTarget,
-    counters: &'a Counters,
+/// Gathers users and hands them, batch by batch, to the batch processor.
+pub struct Sink {
+    batches: Arc<Batches>,
+    counters: Arc<Counters>,
     buffer: Vec<User>,
-    /// (destination, user) pairs with a pending DLQ entry.
-    dlq_keys: HashSet<(String, VomoUserId)>,
+    in_flight: Option<tokio::task::JoinHandle<Result<(), SyncError>>>,
 }
 
-impl<'a> Sink<'a> {
-    pub async fn new(target: &'a DeliveryTarget, counters: &'a Counters) -> Result<Self, SyncError> {
+/// Processes batches; shared with the task of the batch in flight.
+struct Batches {
+    target: Arc<DeliveryTarget>,
+    counters: Arc<Counters>,
+    /// (destination, user) pairs with a pending DLQ entry. Batches run one
+    /// at a time, so the lock is never contended.
+    dlq_keys: std::sync::Mutex<HashSet<(String, VomoUserId)>>,
+}
+
+impl Sink {
+    pub async fn new(target: Arc<DeliveryTarget>, counters: Arc<Counters>) -> Result<Self, SyncError> {
         let dlq_keys = target.store.pending_dlq_keys(target.customer_id).await?.into_iter().collect();
-        Ok(Self { target, counters, buffer: Vec::with_capacity(FLUSH_USERS + 15), dlq_keys })
+        let batches = Arc::new(Batches {
+            target,
+            counters: Arc::clone(&counters),
+            dlq_keys: std::sync::Mutex::new(dlq_keys),
+        });
+        Ok(Self { batches, counters, buffer: Vec::with_capacity(FLUSH_USERS + 15), in_flight: None })
     }
 
-    /// Adds a page's users; flushes when enough have gathered.
+    /// Adds a page's users; starts a batch when enough have gathered.
     pub async fn push(&mut self, users: Vec<User>) -> Result<(), SyncError> {
         Counters::add(&self.counters.users_seen, users.len() as u64);
         self.buffer.extend(users);
@@ -93,10 +112,31 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    /// Delivers what has gathered and commits; with `advance_to`, the
-    /// checkpoint moves there in the same transaction.
+    /// Starts a batch of what has gathered, once the batch before it has
+    /// committed; with `advance_to`, the checkpoint moves there in the
+    /// batch's transaction. Call [`Sink::finish`] to wait for it.
     pub async fn flush(&mut self, advance_to: Option<DateTime<Utc>>) -> Result<(), SyncError> {
-        let users = newest_per_user(std::mem::take(&mut self.buffer));
+        self.finish().await?;
+        let users = std::mem::take(&mut self.buffer);
+        let batches = Arc::clone(&self.batches);
+        self.in_flight = Some(tokio::spawn(async move { batches.process(users, advance_to).await }));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight; its error, if it failed.
+    pub async fn finish(&mut self) -> Result<(), SyncError> {
+        match self.in_flight.take() {
+            Some(task) => {
+                task.await.map_err(|e| SyncError::Internal(format!("a delivery batch failed: {e}")))?
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Batches {
+    async fn process(&self, users: Vec<User>, advance_to: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+        let users = newest_per_user(users);
         let ids: Vec<VomoUserId> = users.iter().map(|u| u.id).collect();
         let known = self.target.store.lookup_mappings(self.target.customer_id, &ids).await?;
         let now = Utc::now();
@@ -164,12 +204,12 @@ impl<'a> Sink<'a> {
     /// supersede older DLQ entries, failed ones are parked. Returns the
     /// mapping writes (a change parked in the DLQ is owned by the DLQ).
     async fn deliver(
-        &mut self,
+        &self,
         pending: Vec<Pending>,
         now: DateTime<Utc>,
     ) -> Result<Vec<MappingWrite>, SyncError> {
         let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
-        let target = self.target;
+        let target = &self.target;
         let results =
             join_all(target.destinations.iter().map(|d| d.apply(&target.customer, &changes, now))).await;
         let mut writes = Vec::with_capacity(pending.len());
@@ -199,17 +239,18 @@ impl<'a> Sink<'a> {
         Ok(writes)
     }
 
-    async fn supersede(&mut self, destination: &str, item: &Pending) -> Result<(), SyncError> {
+    async fn supersede(&self, destination: &str, item: &Pending) -> Result<(), SyncError> {
         let key = (destination.to_owned(), item.change.vomo_user_id);
-        if self.dlq_keys.remove(&key) {
-            let target = self.target;
+        let pending = self.dlq_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        if pending {
+            let target = &self.target;
             target.store.supersede_dlq(target.customer_id, destination, key.1, item.updated_at).await?;
         }
         Ok(())
     }
 
     async fn park(
-        &mut self,
+        &self,
         destination: &str,
         item: &Pending,
         error: &DestError,
@@ -230,7 +271,9 @@ impl<'a> Sink<'a> {
             next_retry_at,
         };
         self.target.store.park_in_dlq(self.target.customer_id, &entry).await?;
-        self.dlq_keys.insert((destination.to_owned(), item.change.vomo_user_id));
+        let mut keys = self.dlq_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.insert((destination.to_owned(), item.change.vomo_user_id));
+        drop(keys);
         Counters::add(&self.counters.dlq_parked, 1);
         tracing::warn!(customer = %self.target.customer, destination, user = item.change.vomo_user_id,
             class = %error.class, error = %error.message, "change parked in the DLQ");

@@ -107,13 +107,13 @@ impl Shared {
         Ok(CustomerRuntime {
             budget: self.budget(customer),
             clock: self.clocks.for_url(&customer.vomo_url),
-            target: DeliveryTarget {
+            target: Arc::new(DeliveryTarget {
                 store: self.store.clone(),
                 customer_id: customer.id,
                 customer: customer.name.clone(),
                 destinations: Arc::new(destinations),
                 dlq_backoff: self.config.dlq_retry,
-            },
+            }),
             config: Arc::clone(&self.config),
             customer: customer.clone(),
             client,
@@ -202,6 +202,7 @@ impl Engine {
             overview: HashMap::new(),
             synced: HashMap::new(),
             synced_at: None,
+            synced_activity: 0,
             snapshot_tx,
         };
         supervisor.reconcile().await;
@@ -219,6 +220,7 @@ struct Supervisor {
     overview: HashMap<CustomerId, Overview>,
     synced: HashMap<CustomerId, i64>,
     synced_at: Option<std::time::Instant>,
+    synced_activity: u64,
     snapshot_tx: watch::Sender<Arc<EngineSnapshot>>,
 }
 
@@ -279,9 +281,14 @@ impl Supervisor {
         let store = &self.shared.store;
         self.customers = store.customers().await?;
         self.overview = store.overview().await?;
-        if self.synced_at.is_none_or(|at| at.elapsed() >= COUNTS_EVERY) {
+        // Counting scans the mappings: do it when runs have read users since
+        // the last count, and otherwise only now and then.
+        let activity: u64 =
+            self.lives.values().map(|l| l.users_total.load(std::sync::atomic::Ordering::Relaxed)).sum();
+        if activity != self.synced_activity || self.synced_at.is_none_or(|at| at.elapsed() >= COUNTS_EVERY) {
             self.synced = store.synced_user_counts().await?;
             self.synced_at = Some(std::time::Instant::now());
+            self.synced_activity = activity;
         }
         Ok(())
     }

@@ -40,8 +40,8 @@ pub struct Live {
     pub current: std::sync::Mutex<Option<(RunKind, DateTime<Utc>)>>,
     pub requests_total: AtomicU64,
     pub users_total: AtomicU64,
-    /// Chunk size the walker settled on (kept between runs).
-    pub chunk_target: AtomicU64,
+    /// Chunk sizing the walker learned (kept between runs).
+    pub sizer: std::sync::Mutex<super::window::ChunkSizer>,
     pub last_error: std::sync::Mutex<Option<String>>,
     pub next_poll_at: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// When the current run last made progress (for stall detection).
@@ -113,7 +113,7 @@ pub struct CustomerRuntime {
     pub client: VomoClient,
     pub budget: Arc<Budget>,
     pub clock: Arc<ServerClock>,
-    pub target: DeliveryTarget,
+    pub target: Arc<DeliveryTarget>,
     pub config: Arc<EngineConfig>,
     pub live: Arc<Live>,
     pub events: broadcast::Sender<EngineEvent>,
@@ -168,8 +168,8 @@ impl CustomerRuntime {
             cancel.child_token(),
         );
         self.begin(kind);
-        let counters = Counters::default();
-        let result = self.walk(kind, mode, &fetcher, &counters).await;
+        let counters = Arc::new(Counters::default());
+        let result = self.walk(kind, mode, &fetcher, Arc::clone(&counters)).await;
         let mut report = RunReport {
             kind: Some(kind),
             counts: counters.to_map(),
@@ -203,21 +203,42 @@ impl CustomerRuntime {
         }
     }
 
+    /// Reads the run's window into a sink, then always waits for the sink's
+    /// last batch: a run only ends once what it read is delivered and
+    /// committed (or has failed).
     async fn walk(
         &self,
         kind: RunKind,
         mode: Mode,
         fetcher: &Fetcher,
-        counters: &Counters,
+        counters: Arc<Counters>,
+    ) -> Result<(Option<Window>, WalkSummary), SyncError> {
+        let mut sink = Sink::new(Arc::clone(&self.target), counters).await?;
+        let walked = self.walk_into(kind, mode, fetcher, &mut sink).await;
+        if matches!(walked, Err(SyncError::Cancelled)) {
+            // Deliver and record what was read; the checkpoint stays.
+            sink.flush(None).await?;
+        }
+        let finished = sink.finish().await;
+        let result = walked?;
+        finished?;
+        Ok(result)
+    }
+
+    async fn walk_into(
+        &self,
+        kind: RunKind,
+        mode: Mode,
+        fetcher: &Fetcher,
+        sink: &mut Sink,
     ) -> Result<(Option<Window>, WalkSummary), SyncError> {
         let store = &self.target.store;
         let priority = if kind == RunKind::Backfill { Priority::Backfill } else { Priority::Poll };
         let checkpoint = store.load_checkpoint(self.customer.id).await?;
         let settle = chrono::Duration::from_std(self.config.settle).unwrap_or_default();
-        let mut sink = Sink::new(&self.target, counters).await?;
         let window = match mode {
             Mode::Advance => {
-                match self.open_read(fetcher, priority, checkpoint.watermark, settle, &mut sink).await? {
+                match self.open_read(fetcher, priority, checkpoint.watermark, settle, sink).await? {
                     OpenRead::Empty => return Ok((None, WalkSummary::default())),
                     OpenRead::Done(window) => {
                         return Ok((Some(window), WalkSummary { chunks: 1, ..WalkSummary::default() }));
@@ -236,27 +257,17 @@ impl CustomerRuntime {
         if mode == Mode::Advance {
             store.begin_window(self.customer.id, window).await?;
         }
-        // Start at the largest chunk; the walker shrinks it when walks fail.
-        let remembered = self.live.chunk_target.load(Ordering::Relaxed);
-        let mut target = if remembered == 0 { self.config.chunk_users } else { remembered };
+        let mut sizer = *locked(&self.live.sizer);
         let mut walker = Walker {
             fetcher,
             priority,
             progress: &self.live.progress,
-            target: &mut target,
+            sizer: &mut sizer,
             max_chunk: self.config.chunk_users,
         };
-        let walked = walker.walk(window, &mut sink, mode == Mode::Advance).await;
-        self.live.chunk_target.store(target, Ordering::Relaxed);
-        match walked {
-            Ok(summary) => Ok((Some(window), summary)),
-            Err(SyncError::Cancelled) => {
-                // Deliver and record what was read; the checkpoint stays.
-                sink.flush(None).await?;
-                Err(SyncError::Cancelled)
-            }
-            Err(e) => Err(e),
-        }
+        let walked = walker.walk(window, sink, mode == Mode::Advance).await;
+        *locked(&self.live.sizer) = sizer;
+        walked.map(|summary| (Some(window), summary))
     }
 
     /// The first read of an advancing run: page 1 of everything changed
@@ -270,7 +281,7 @@ impl CustomerRuntime {
         priority: Priority,
         watermark: DateTime<Utc>,
         settle: chrono::Duration,
-        sink: &mut Sink<'_>,
+        sink: &mut Sink,
     ) -> Result<OpenRead, SyncError> {
         let open = crate::vomo::UserFilter { updated_after: Some(watermark), ..Default::default() };
         let first = fetcher.list(priority, &open, 1).await?;

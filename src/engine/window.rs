@@ -10,12 +10,13 @@
 //! by probing page 1 of a candidate chunk; split points come from the
 //! `updated_at` values seen (quantiles), and every probe's page 1 is
 //! processed, and reused as the walk's page 1 when the chunk is accepted. A
-//! chunk that fails verification is not walked again whole: the chunk size
-//! halves, and the next chunk is planned from the exact times just seen. The
-//! size grows back by a quarter after each verified chunk, so it settles
-//! where walks mostly succeed at the current rate of concurrent edits. A
-//! single second cannot be split; it is re-walked a bounded number of times
-//! and then accepted with a warning (reconciliation covers it).
+//! chunk that fails verification is not walked again whole: the next chunk
+//! is planned from the exact times just seen, and its size comes from the
+//! observed rate of edits during walks ([`ChunkSizer`]): the size that
+//! minimises the expected requests per user, so a calm customer is read in
+//! big chunks and a busy one in small ones. A single second cannot be split;
+//! it is re-walked a bounded number of times and then accepted with a warning
+//! (reconciliation covers it).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,57 +55,137 @@ pub struct WalkSummary {
     pub warnings: Vec<String>,
 }
 
+/// Chooses chunk sizes from the observed rate of edits that break walks.
+///
+/// A walk of `p` pages survives when none of its `p - 1` later page reads
+/// follows an edit in the window: probability `(1 - q)^(p-1)` for an edit
+/// rate `q` per read. A failed walk's requests are lost and its last page is
+/// half full on average, so the expected requests per useful page are
+/// `p / (p - ½) / (1 - q)^(p-1)`; the sizer picks the `p` that minimises it.
+/// `q` is estimated from recent walks (older ones decay), starting from a
+/// small prior rate, so a busy customer does not lose a 100-page walk
+/// before the sizer has seen anything; calm walks decay the prior away and
+/// the chunks grow to the largest size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkSizer {
+    /// Walks that failed verification (decayed).
+    failures: f64,
+    /// Page reads after page 1 of those walks (decayed).
+    reads: f64,
+}
+
+/// The prior: this many failures in this many page reads.
+const PRIOR_FAILURES: f64 = 0.1;
+const PRIOR_READS: f64 = 100.0;
+/// Weight kept by earlier observations at each new one.
+const DECAY: f64 = 0.95;
+
+impl Default for ChunkSizer {
+    fn default() -> Self {
+        Self { failures: PRIOR_FAILURES, reads: PRIOR_READS }
+    }
+}
+
+impl ChunkSizer {
+    /// Records a walk of `pages` pages.
+    pub fn observe(&mut self, pages: u64, failed: bool) {
+        self.failures = self.failures * DECAY + f64::from(u8::from(failed));
+        self.reads = (self.reads * DECAY + pages.saturating_sub(1) as f64).max(1.0);
+    }
+
+    /// The estimated edit rate per page read.
+    pub fn edit_rate(&self) -> f64 {
+        (self.failures / self.reads).min(0.99)
+    }
+
+    /// The chunk size in users, between one page and `max_users`.
+    pub fn target(&self, max_users: u64) -> u64 {
+        let q = self.edit_rate();
+        let max_pages = (max_users / PAGE_SIZE).max(1);
+        let cost = |p: u64| p as f64 / (p as f64 - 0.5) / (1.0 - q).powf(p as f64 - 1.0);
+        let best = (1..=max_pages).min_by(|a, b| cost(*a).total_cmp(&cost(*b))).unwrap_or(max_pages);
+        best * PAGE_SIZE
+    }
+}
+
 /// Walks windows for one customer and run.
 pub struct Walker<'a> {
     pub fetcher: &'a Fetcher,
     pub priority: Priority,
     pub progress: &'a Progress,
-    /// Current chunk size in users; adapts to the rate of failed walks and
-    /// is kept between runs by the caller.
-    pub target: &'a mut u64,
+    /// Chunk sizing, kept between runs by the caller.
+    pub sizer: &'a mut ChunkSizer,
     pub max_chunk: u64,
 }
 
-/// Where the users of the rest of a window probably are: sorted
-/// `updated_at` seconds, each standing for `weight` users.
+/// Where the users of part of a window are: a cumulative count over the
+/// seconds `lo..=hi`, from every user's time after a walk (exact) or from a
+/// probe's page 1 (`total` users, sampled by its times).
 struct Estimate {
+    lo: i64,
+    hi: i64,
+    /// Sorted `updated_at` seconds within `lo..=hi`.
     times: Vec<i64>,
-    weight: f64,
+    total: f64,
+    exact: bool,
 }
 
 impl Estimate {
     fn from_probe(window: Window, page: &UserPage) -> Self {
-        let mut times: Vec<i64> = page
-            .users
-            .iter()
-            .map(|u| u.updated_at.timestamp())
-            .filter(|t| (window.from.timestamp()..=window.to.timestamp()).contains(t))
-            .collect();
+        let (lo, hi) = (window.from.timestamp(), window.to.timestamp());
+        let mut times: Vec<i64> =
+            page.users.iter().map(|u| u.updated_at.timestamp()).filter(|t| (lo..=hi).contains(t)).collect();
         times.sort_unstable();
-        let weight = page.total as f64 / times.len().max(1) as f64;
-        Self { times, weight: weight.max(1.0) }
+        Self { lo, hi, times, total: page.total as f64, exact: false }
     }
 
-    fn exact(mut times: Vec<i64>) -> Self {
+    fn exact(window: Window, mut times: Vec<i64>) -> Self {
         times.sort_unstable();
-        Self { times, weight: 1.0 }
+        let total = times.len() as f64;
+        Self { lo: window.from.timestamp(), hi: window.to.timestamp(), times, total, exact: true }
     }
 
-    /// The end of a chunk from `cursor` holding about `target` users; `None`
-    /// when the estimate knows nothing beyond `cursor`.
+    /// Estimated users with `updated_at <= t`. Exact counts are a step
+    /// function; a probe's samples give a piecewise-linear curve through
+    /// (lo, 0), each sample at its rank, and (hi, total).
+    fn below(&self, t: i64) -> f64 {
+        if t < self.lo {
+            return 0.0;
+        }
+        if t >= self.hi {
+            return self.total;
+        }
+        if self.exact {
+            return self.times.partition_point(|x| *x <= t) as f64;
+        }
+        let weight = self.total / (self.times.len() + 1) as f64;
+        let mut points = vec![(self.lo as f64, 0.0)];
+        points.extend(self.times.iter().enumerate().map(|(i, x)| (*x as f64, (i + 1) as f64 * weight)));
+        points.push((self.hi as f64 + 1.0, self.total));
+        let t = t as f64 + 1.0;
+        let after = points.partition_point(|(x, _)| *x < t).min(points.len() - 1);
+        let (x1, y1) = points[after];
+        let (x0, y0) = points[after.saturating_sub(1)];
+        if x1 <= x0 { y1 } else { y0 + (y1 - y0) * (t - x0) / (x1 - x0) }
+    }
+
+    /// The end of a chunk from `cursor` holding about `target` users: within
+    /// the estimate's range, or `None` past it.
     fn end_for(&self, cursor: i64, target: u64) -> Option<i64> {
-        let ahead = &self.times[self.times.partition_point(|t| *t < cursor)..];
-        let first = *ahead.first()?;
-        let k = (target as f64 / self.weight).floor() as usize;
-        if k >= ahead.len() {
+        if cursor > self.hi {
             return None;
         }
-        if k == 0 {
-            // Less than one sample's worth: interpolate towards the first.
-            let share = target as f64 / self.weight;
-            return Some(cursor + ((first - cursor) as f64 * share) as i64);
+        let goal = self.below(cursor - 1) + target as f64;
+        if self.below(self.hi) <= goal {
+            return Some(self.hi);
         }
-        Some(ahead[k - 1])
+        // The smallest end whose count reaches the goal.
+        let (mut low, mut high) = (cursor, self.hi);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.below(mid) >= goal { high = mid } else { low = mid + 1 }
+        }
+        Some(low)
     }
 }
 
@@ -115,6 +196,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 /// Result of walking one chunk.
 struct ChunkWalk {
     verified: bool,
+    pages: u64,
     times: Vec<i64>,
 }
 
@@ -125,7 +207,7 @@ impl Walker<'_> {
     pub async fn walk(
         &mut self,
         window: Window,
-        sink: &mut Sink<'_>,
+        sink: &mut Sink,
         advance: bool,
     ) -> Result<WalkSummary, SyncError> {
         let mut summary = WalkSummary::default();
@@ -140,7 +222,7 @@ impl Walker<'_> {
         while cursor <= last {
             let end = estimate
                 .as_ref()
-                .and_then(|e| e.end_for(cursor, *self.target))
+                .and_then(|e| e.end_for(cursor, self.sizer.target(self.max_chunk)))
                 .unwrap_or(last)
                 .min(cap.unwrap_or(last))
                 .clamp(cursor, last);
@@ -151,7 +233,7 @@ impl Walker<'_> {
             if cursor == window.from.timestamp() && estimate.is_none() {
                 self.progress.total.store(first.total, Ordering::Relaxed);
             }
-            if first.total > *self.target * TOO_BIG_FACTOR && end > cursor {
+            if first.total > self.sizer.target(self.max_chunk) * TOO_BIG_FACTOR && end > cursor {
                 summary.probes_split += 1;
                 cap = Some(end - 1);
                 estimate = Some(Estimate::from_probe(chunk, &first));
@@ -159,6 +241,7 @@ impl Walker<'_> {
                 continue;
             }
             let walked = self.walk_chunk(chunk, &filter, first, sink).await?;
+            self.sizer.observe(walked.pages, !walked.verified);
             let crowded_second = end == cursor && failures_here + 1 >= SINGLE_SECOND_TRIES;
             if walked.verified || crowded_second {
                 if !walked.verified {
@@ -172,14 +255,12 @@ impl Walker<'_> {
                 cursor = end + 1;
                 failures_here = 0;
                 cap = None;
-                *self.target = (*self.target + *self.target / 4).clamp(PAGE_SIZE, self.max_chunk);
             } else {
                 summary.failed_walks += 1;
                 failures_here += 1;
                 cap = (end > cursor).then(|| end - 1);
-                *self.target = (*self.target / 2).max(PAGE_SIZE);
-                estimate = Some(Estimate::exact(walked.times));
-                tracing::debug!(%chunk, target = *self.target, "walk not verified; planning smaller chunks");
+                estimate = Some(Estimate::exact(chunk, walked.times));
+                tracing::debug!(%chunk, edit_rate = self.sizer.edit_rate(), "walk not verified; planning smaller chunks");
             }
         }
         Ok(summary)
@@ -196,7 +277,7 @@ impl Walker<'_> {
         chunk: Window,
         filter: &UserFilter,
         first: UserPage,
-        sink: &mut Sink<'_>,
+        sink: &mut Sink,
     ) -> Result<ChunkWalk, SyncError> {
         let (total_first, last_page) = (first.total, first.last_page);
         let mut total_last = total_first;
@@ -225,7 +306,7 @@ impl Walker<'_> {
         }
         sink.push(users).await?;
         let verified = total_first == total_last && seen.len() as u64 == total_first;
-        Ok(ChunkWalk { verified, times })
+        Ok(ChunkWalk { verified, pages: last_page, times })
     }
 }
 
@@ -234,14 +315,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn estimates_pick_ends_by_quantile() {
-        let exact = Estimate::exact((0..100).map(|i| 1000 + i * 10).collect());
+    fn chunks_shrink_with_the_edit_rate_and_grow_back() {
+        let mut sizer = ChunkSizer::default();
+        assert!(
+            (150..=450).contains(&sizer.target(1500)),
+            "the prior: middling chunks, got {}",
+            sizer.target(1500)
+        );
+        for _ in 0..100 {
+            sizer.observe(20, false);
+        }
+        assert_eq!(sizer.target(1500), 1500, "calm: the largest chunk");
+        for _ in 0..20 {
+            sizer.observe(10, false);
+            sizer.observe(10, true);
+        }
+        let busy = sizer.target(1500);
+        assert!((30..=150).contains(&busy), "an edit every ~18 reads: small chunks, got {busy}");
+        for _ in 0..200 {
+            sizer.observe(20, false);
+        }
+        assert!(sizer.target(1500) > busy * 3, "calm again: bigger chunks");
+        assert_eq!(ChunkSizer { failures: 50.0, reads: 60.0 }.target(1500), 15, "mostly failing: one page");
+    }
+
+    #[test]
+    fn exact_estimates_count_users() {
+        let window = Window::new(at(1000), at(2000)).unwrap();
+        let exact = Estimate::exact(window, (0..100).map(|i| 1000 + i * 10).collect());
         assert_eq!(exact.end_for(1000, 30), Some(1290), "30 users: up to the 30th time");
         assert_eq!(exact.end_for(1295, 10), Some(1390), "only the times ahead count");
-        assert_eq!(exact.end_for(1000, 500), None, "more than known: the rest of the window");
-        assert_eq!(exact.end_for(5000, 10), None);
-        let coarse = Estimate { times: vec![2000, 3000, 4000], weight: 100.0 };
-        assert_eq!(coarse.end_for(1000, 200), Some(3000));
-        assert_eq!(coarse.end_for(1000, 50), Some(1500), "half a sample: interpolated");
+        assert_eq!(exact.end_for(1000, 500), Some(2000), "more than known: the estimate's end");
+        assert_eq!(exact.end_for(2001, 10), None, "past the estimate");
+    }
+
+    #[test]
+    fn probe_estimates_interpolate_between_samples() {
+        // 1000 users over [0, 999], sampled evenly: about one user per second.
+        let probe = Estimate {
+            lo: 0,
+            hi: 999,
+            times: (1..15).map(|i| i * 66).collect(),
+            total: 1000.0,
+            exact: false,
+        };
+        let end = probe.end_for(0, 100).unwrap();
+        assert!((90..=110).contains(&end), "{end}");
+        // Further along, the same density: no shrinking chunks.
+        let end = probe.end_for(500, 100).unwrap();
+        assert!((590..=610).contains(&end), "{end}");
+        assert_eq!(probe.end_for(950, 100), Some(999));
     }
 }

@@ -16,6 +16,7 @@ use axum::{Extension, Router};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use governor::clock::{Clock, DefaultClock};
 use rand::{RngExt, SeedableRng};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::model::{Membership, OrgId, SimUser, UserQuery, World};
@@ -196,15 +197,16 @@ async fn list_users(
     let start = (page - 1).saturating_mul(PER_PAGE);
     let page_ids = ids.get(start..).map_or(&[][..], |rest| &rest[..rest.len().min(PER_PAGE)]);
     let quirks = state.faults.quirks;
-    let data: Vec<Value> = page_ids
+    let data: Vec<UserOut<'_>> = page_ids
         .iter()
         .filter_map(|id| state.world.user(*id))
         .map(|u| render_user(&state.world, u, caller.org, quirks))
         .collect();
-    let body = envelope(&shared.base_url, &params, page, total, data, quirks);
+    let body = serde_json::to_string(&envelope(&shared.base_url, &params, page, total, data, quirks))
+        .unwrap_or_default();
     let faults = state.faults.clone();
     if faults.truncate_rate > 0.0 && state.rng.random_bool(faults.truncate_rate.min(1.0)) {
-        let text = body.to_string();
+        let text = body;
         let cut = text.len() * 2 / 3;
         return raw_response(StatusCode::OK, "application/json", text[..cut].to_owned());
     }
@@ -213,7 +215,7 @@ async fn list_users(
         return raw_response(StatusCode::OK, "text/html; charset=UTF-8", html.to_owned());
     }
     drop(state);
-    axum::Json(body).into_response()
+    raw_response(StatusCode::OK, "application/json", body)
 }
 
 fn raw_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
@@ -302,15 +304,57 @@ fn validation_error(errors: FieldErrors) -> Response {
     (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
 }
 
+/// A number, or the same number as text (the `meta_as_strings` and
+/// `ids_as_strings` quirks).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Scalar {
+    Number(i64),
+    Text(String),
+}
+
+impl Scalar {
+    fn of(n: usize, as_text: bool) -> Self {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if as_text { Self::Text(n.to_string()) } else { Self::Number(n) }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    data: Vec<UserOut<'a>>,
+    links: LinksOut,
+    meta: MetaOut,
+}
+
+#[derive(Serialize)]
+struct LinksOut {
+    first: Option<Scalar>,
+    last: Option<Scalar>,
+    prev: Option<Scalar>,
+    next: Option<Scalar>,
+}
+
+#[derive(Serialize)]
+struct MetaOut {
+    current_page: Scalar,
+    from: Option<Scalar>,
+    to: Option<Scalar>,
+    path: String,
+    per_page: Scalar,
+    total: Scalar,
+    last_page: Scalar,
+}
+
 /// `{data, links, meta}` with absolute links that keep every query parameter.
-fn envelope(
+fn envelope<'a>(
     base_url: &str,
     params: &[(String, String)],
     page: usize,
     total: usize,
-    data: Vec<Value>,
+    data: Vec<UserOut<'a>>,
     quirks: Quirks,
-) -> Value {
+) -> Envelope<'a> {
     let last_page = total.div_ceil(PER_PAGE).max(1);
     let path = format!("{base_url}/users");
     let link = |n: usize| {
@@ -319,30 +363,30 @@ fn envelope(
             serializer.append_pair(k, v);
         }
         serializer.append_pair("page", &n.to_string());
-        Value::String(format!("{path}?{}", serializer.finish()))
+        Some(Scalar::Text(format!("{path}?{}", serializer.finish())))
     };
-    let null = || if quirks.null_links_as_strings { Value::String("null".into()) } else { Value::Null };
-    let number = |n: usize| if quirks.meta_as_strings { Value::String(n.to_string()) } else { json!(n) };
+    let null = || quirks.null_links_as_strings.then(|| Scalar::Text("null".into()));
+    let number = |n: usize| Scalar::of(n, quirks.meta_as_strings);
     let empty = data.is_empty();
     let from = (page - 1) * PER_PAGE + 1;
-    json!({
-        "data": data,
-        "links": {
-            "first": link(1),
-            "last": link(last_page),
-            "prev": if page > 1 { link(page - 1) } else { null() },
-            "next": if page < last_page { link(page + 1) } else { null() },
+    Envelope {
+        data,
+        links: LinksOut {
+            first: link(1),
+            last: link(last_page),
+            prev: if page > 1 { link(page - 1) } else { null() },
+            next: if page < last_page { link(page + 1) } else { null() },
         },
-        "meta": {
-            "current_page": number(page),
-            "from": if empty { Value::Null } else { number(from) },
-            "to": if empty { Value::Null } else { number((from + PER_PAGE - 1).min(total)) },
-            "path": path,
-            "per_page": number(PER_PAGE),
-            "total": number(total),
-            "last_page": number(last_page),
-        }
-    })
+        meta: MetaOut {
+            current_page: number(page),
+            from: (!empty).then(|| number(from)),
+            to: (!empty).then(|| number((from + PER_PAGE - 1).min(total))),
+            path,
+            per_page: number(PER_PAGE),
+            total: number(total),
+            last_page: number(last_page),
+        },
+    }
 }
 
 fn vomo_time(secs: i64) -> String {
@@ -357,30 +401,50 @@ fn shown_membership<'a>(world: &World, user: &'a SimUser, org: OrgId) -> Option<
     })
 }
 
-/// A user in the list shape (`UserResource`).
-fn render_user(world: &World, user: &SimUser, org: OrgId, quirks: Quirks) -> Value {
+/// A user in the list shape (`UserResource`), fields in VOMO's order.
+#[derive(Serialize)]
+struct UserOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: Scalar,
+    first_name: &'a str,
+    last_name: &'a str,
+    full_name: String,
+    email: &'a str,
+    address: Option<&'a str>,
+    phone: Option<&'a str>,
+    birthday: &'a str,
+    gender: &'a str,
+    created_at: String,
+    updated_at: String,
+    user_status: &'a str,
+    membership_status: Option<&'a str>,
+    membership_role: Option<&'a str>,
+}
+
+fn render_user<'a>(world: &World, user: &'a SimUser, org: OrgId, quirks: Quirks) -> UserOut<'a> {
     let membership = shown_membership(world, user, org);
-    json!({
-        "type": "user",
-        "id": if quirks.ids_as_strings { Value::String(user.id.to_string()) } else { json!(user.id) },
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "full_name": format!("{} {}", user.first_name, user.last_name),
-        "email": user.email,
-        "address": user.address,
-        "phone": user.phone,
-        "birthday": user.birthday,
-        "gender": user.gender,
-        "created_at": vomo_time(user.created_at),
-        "updated_at": vomo_time(user.updated_at),
-        "user_status": user.user_status,
-        "membership_status": membership.map(|m| m.status.clone()),
-        "membership_role": membership.map(|m| m.role.clone()),
-    })
+    UserOut {
+        kind: "user",
+        id: if quirks.ids_as_strings { Scalar::Text(user.id.to_string()) } else { Scalar::Number(user.id) },
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        full_name: format!("{} {}", user.first_name, user.last_name),
+        email: &user.email,
+        address: user.address.as_deref(),
+        phone: user.phone.as_deref(),
+        birthday: &user.birthday,
+        gender: &user.gender,
+        created_at: vomo_time(user.created_at),
+        updated_at: vomo_time(user.updated_at),
+        user_status: &user.user_status,
+        membership_status: membership.map(|m| m.status.as_str()),
+        membership_role: membership.map(|m| m.role.as_str()),
+    }
 }
 
 fn render_detail(world: &World, user: &SimUser, org: OrgId, quirks: Quirks) -> Value {
-    let mut value = render_user(world, user, org, quirks);
+    let mut value = serde_json::to_value(render_user(world, user, org, quirks)).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.insert("participations".into(), Value::Array(user.participations.clone()));
         map.insert("profile_field_values".into(), Value::Array(user.profile_field_values.clone()));

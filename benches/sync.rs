@@ -1,0 +1,216 @@
+//! Benchmarks of the sync engine against the simulator (release build):
+//!
+//! - `budget`: a 10,000-user backfill at 3 req/s — requests used against
+//!   ⌈N/15⌉ and the achieved request rate against the budget.
+//! - `edits`: a 10,000-user backfill (no limiter) while the simulator changes
+//!   a user of the walked window before 2 % and then 5 % of page reads —
+//!   the cost of verification, in requests per ⌈N/15⌉.
+//! - `throughput`: limiter off, loopback, SQLite state, JSONL destination —
+//!   users per second.
+//! - `rss`: peak resident memory of `headless --once` backfilling 1,000,000
+//!   users from a simulator in another process.
+//!
+//! `cargo bench --bench sync -- budget|edits|throughput|rss` (all when none
+//! is named). `BENCH_USERS` changes the size of `throughput` and `rss`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on failure
+
+#[path = "../tests/common/sync.rs"]
+mod sync;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vomo_sync::sim::{self, Faults, OrgSpec, SimConfig, SimHandle};
+
+async fn simulator(users: usize) -> SimHandle {
+    sim::start(SimConfig {
+        orgs: vec![OrgSpec { slug: "acme".into(), users }],
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Onboards one customer and runs its backfill; returns (seconds, requests).
+async fn backfill(sim: &SimHandle, rate: f64) -> (f64, u64) {
+    let (secs, requests, _) = backfill_counts(sim, rate).await;
+    (secs, requests)
+}
+
+/// Like `backfill`, with the run's counters.
+async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, std::collections::BTreeMap<String, i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sync::state_db(dir.path()).await;
+    let dest = format!("jsonl:{}", dir.path().join("acme.jsonl").display());
+    sync::onboard(&store, sim, "acme", "acme", &[dest], rate).await;
+    let started = Instant::now();
+    let outcomes = sync::run_once(&store).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
+    // Users edited during the backfill moved past its window: the next poll
+    // (with the simulator calm) carries them, and then nothing may differ.
+    sim.set_faults(Faults::default());
+    sync::run_once(&store).await;
+    sync::assert_mirrors(&sync::replay_jsonl(&dir.path().join("acme.jsonl")), &sim.users("acme").unwrap());
+    (elapsed, report.requests, report.counts.clone())
+}
+
+async fn budget() {
+    let users = 10_000;
+    let sim = simulator(users).await;
+    sim.set_rate_limit(Some(sim::RateLimit::parse("3/s").unwrap()));
+    let (secs, requests) = backfill(&sim, 3.0).await;
+    let ideal = users.div_ceil(15) as f64;
+    let rejected = sim.stats().values().map(|s| s.status.get(&429).copied().unwrap_or(0)).sum::<u64>();
+    println!(
+        "budget: {users} users at 3 req/s: {requests} requests for ⌈N/15⌉ = {ideal} ({:+.1} %), {secs:.0} s, \
+         {:.3} req/s = {:.1} % of the budget, {rejected} answered 429",
+        (requests as f64 / ideal - 1.0) * 100.0,
+        requests as f64 / secs,
+        requests as f64 / secs / 3.0 * 100.0
+    );
+}
+
+async fn edits() {
+    let users = 10_000;
+    for rate in [0.02, 0.05] {
+        let sim = simulator(users).await;
+        sim.set_faults(Faults { seed: 11, mutate_rate: rate, mutate_delete_share: 0.3, ..Faults::default() });
+        let (secs, requests, counts) = backfill_counts(&sim, 0.0).await;
+        let ideal = users.div_ceil(15) as f64;
+        let count = |k: &str| counts.get(k).copied().unwrap_or(0);
+        println!(
+            "edits: {users} users, a user of the window changed before {:.0} % of page reads: {requests} requests = {:.2} × ⌈N/15⌉ ({secs:.1} s; {} chunks, {} failed walks, {} probes split)",
+            rate * 100.0,
+            requests as f64 / ideal,
+            count("chunks"),
+            count("failed_walks"),
+            count("probes_split")
+        );
+    }
+}
+
+async fn throughput() {
+    let users: usize = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let sim = simulator(users).await;
+    let (secs, requests) = backfill(&sim, 0.0).await;
+    println!(
+        "throughput: {users} users, limiter off, SQLite state, JSONL destination: {secs:.2} s = {:.0} users/s ({requests} requests)",
+        users as f64 / secs
+    );
+}
+
+/// Peak RSS (VmHWM) of a process, in MiB, sampled until it exits.
+fn peak_rss_mib(child: &mut std::process::Child) -> f64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            for line in text.lines().filter(|l| l.starts_with("VmHWM:")) {
+                let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peak_kib as f64 / 1024.0
+}
+
+fn rss() {
+    let users: usize = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let exe = env!("CARGO_BIN_EXE_vomo-sync");
+    let home = tempfile::tempdir().unwrap();
+    let with_env = |command: &mut Command| {
+        command
+            .env("HOME", home.path())
+            .env("VOMO_SYNC_MASTER_KEY", "ab".repeat(32))
+            .env("VOMO_SYNC_SYNC_SETTLE", "0s")
+            .env("RUST_LOG", "warn");
+    };
+    let mut simulator = Command::new(exe);
+    with_env(&mut simulator);
+    let mut simulator = simulator
+        .args(["simulate", "--orgs", "1", "--users", &users.to_string(), "--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(simulator.stdout.take().unwrap()).lines();
+    let (mut base, mut token) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("base URL") {
+            base = url.trim().to_owned();
+        }
+        if line.trim_start().starts_with("org-1") {
+            token = line.split_whitespace().last().unwrap().to_owned();
+            break;
+        }
+    }
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let jsonl = home.path().join("out.jsonl");
+    let mut add = Command::new(exe);
+    with_env(&mut add);
+    let added = add
+        .args(["customer", "add", "big", "--token-file", token_file.to_str().unwrap(), "--vomo-url", &base])
+        .args(["--dest", &format!("jsonl:{}", jsonl.display()), "--rate", "0"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let started = Instant::now();
+    let mut once = Command::new(exe);
+    with_env(&mut once);
+    let mut child = once.args(["headless", "--once"]).stdout(Stdio::null()).spawn().unwrap();
+    let peak = peak_rss_mib(&mut child);
+    let elapsed = started.elapsed().as_secs_f64();
+    simulator.kill().unwrap();
+    simulator.wait().unwrap();
+    let lines = std::fs::read_to_string(&jsonl).map(|t| t.lines().count()).unwrap_or(0);
+    println!(
+        "rss: backfill of {users} users ({lines} events written) in {elapsed:.0} s: peak RSS of the engine process {peak:.0} MiB"
+    );
+}
+
+/// Paging alone: the simulator and the client, no engine (for comparison).
+async fn fetch_only() {
+    let users: usize = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let sim = simulator(users).await;
+    let http = vomo_sync::vomo::http_pool(vomo_sync::vomo::ClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let token = vomo_sync::domain::ApiToken::new(&sim.token("acme").unwrap()).unwrap();
+    let client = vomo_sync::vomo::VomoClient::new(http, sim.base_url(), &token).unwrap();
+    let filter = vomo_sync::vomo::UserFilter::default();
+    let started = Instant::now();
+    let first = client.list_users(&filter, 1).await.unwrap();
+    for page in 2..=first.last_page {
+        client.list_users(&filter, page).await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("fetch only: {} pages in {secs:.2} s = {:.0} users/s", first.last_page, users as f64 / secs);
+}
+
+fn main() {
+    let chosen: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if chosen.iter().any(|c| c == "fetch") {
+        runtime.block_on(fetch_only());
+    }
+    if wants("throughput") {
+        runtime.block_on(throughput());
+    }
+    if wants("edits") {
+        runtime.block_on(edits());
+    }
+    if wants("budget") {
+        runtime.block_on(budget());
+    }
+    if wants("rss") {
+        rss();
+    }
+}

@@ -1,0 +1,485 @@
+//! End to end through the binary, as an operator runs it: simulator →
+//! `customer add` → `headless --once` → the PostgreSQL table and the JSONL
+//! file hold exactly VOMO's users; edits travel on the next run; onboarding
+//! refuses bad tokens and destinations without storing anything; the DLQ
+//! commands; and `headless` serving health and metrics until SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::sim_with;
+use common::sync::{assert_mirrors, replay_jsonl};
+use sqlx::{Connection, Row};
+use tokio::process::Command;
+use vomo_sync::domain::User;
+use vomo_sync::sim::{SimHandle, UserFields};
+
+const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The binary with a private HOME, a fixed master key, no settle margin
+/// (the simulator commits at once) and fast retries.
+fn vomo_sync(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vomo-sync"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
+        command.env_remove(key);
+    }
+    command
+        .env("HOME", home)
+        .env_remove("RUST_LOG")
+        .env("VOMO_SYNC_MASTER_KEY", MASTER_KEY)
+        .env("VOMO_SYNC_SYNC_SETTLE", "0s")
+        .env("VOMO_SYNC_SYNC_RETRY_BASE", "10ms")
+        .env("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "100ms");
+    command
+}
+
+async fn run(home: &Path, args: &[&str]) -> Output {
+    vomo_sync(home).args(args).output().await.unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn token_file(dir: &Path, sim: &SimHandle, org: &str) -> String {
+    let path = dir.join(format!("{org}.token"));
+    std::fs::write(&path, format!("{}\n", sim.token(org).unwrap())).unwrap();
+    path.display().to_string()
+}
+
+/// The PostgreSQL destination's table as users (deleted rows as `None`).
+async fn table_users(url: &str, table: &str) -> std::collections::BTreeMap<i64, Option<User>> {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let sql = format!(
+        "SELECT vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender,
+         created_at, updated_at, user_status, membership_status, membership_role, deleted_at FROM {table}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            let id: i64 = row.get("vomo_user_id");
+            let deleted: Option<chrono::DateTime<chrono::Utc>> = row.get("deleted_at");
+            let user = deleted.is_none().then(|| User {
+                id,
+                first_name: row.get("first_name"),
+                last_name: row.get("last_name"),
+                full_name: row.get("full_name"),
+                email: row.get("email"),
+                address: row.get("address"),
+                phone: row.get("phone"),
+                birthday: row.get("birthday"),
+                gender: row.get("gender"),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
+                user_status: row.get("user_status"),
+                membership_status: row.get("membership_status"),
+                membership_role: row.get("membership_role"),
+            });
+            (id, user)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
+    let Some(pg) = common::pg::fresh_database().await else { return };
+    let sim = sim_with(&[("acme", 400)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let jsonl = dir.join("acme.jsonl");
+    let tokens = token_file(dir, &sim, "acme");
+    let pg_dest = format!("{pg}?table=volunteers");
+    let jsonl_dest = format!("jsonl:{}", jsonl.display());
+    let add = run(
+        dir,
+        &[
+            "customer",
+            "add",
+            "acme",
+            "--token-file",
+            &tokens,
+            "--vomo-url",
+            sim.base_url(),
+            "--dest",
+            &jsonl_dest,
+            "--dest",
+            &pg_dest,
+            "--rate",
+            "0",
+        ],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(!text(&add).contains(&sim.token("acme").unwrap()), "the token is never printed");
+
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert!(text(&once).contains("backfill ok"), "{}", text(&once));
+    let vomo = sim.users("acme").unwrap();
+    assert_mirrors(&table_users(&pg, "volunteers").await, &vomo);
+    assert_eq!(table_users(&pg, "volunteers").await.len(), 400, "one row per user");
+    assert_mirrors(&replay_jsonl(&jsonl), &vomo);
+
+    let ids: Vec<i64> = vomo.iter().map(|u| u.id).collect();
+    sim.update_user(ids[0], &UserFields { last_name: Some("Edited".into()), ..UserFields::default() }, true)
+        .unwrap();
+    sim.anonymise_user(ids[1]).unwrap();
+    let created = sim
+        .create_user("acme", &UserFields { first_name: Some("Newcomer".into()), ..UserFields::default() })
+        .unwrap();
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert!(text(&once).contains("poll ok"), "{}", text(&once));
+    let vomo = sim.users("acme").unwrap();
+    let table = table_users(&pg, "volunteers").await;
+    assert_mirrors(&table, &vomo);
+    assert_eq!(table[&ids[0]].as_ref().unwrap().last_name, "Edited");
+    assert_eq!(table[&ids[1]], None, "the anonymised user is erased downstream");
+    assert!(table[&created].is_some());
+    assert_mirrors(&replay_jsonl(&jsonl), &vomo);
+
+    let status = run(dir, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json[0]["status"], "active");
+    assert_eq!(json[0]["users_synced"], 400, "400 seeded + 1 created - 1 anonymised");
+    assert_eq!(json[0]["token"]["fingerprint"].as_str().unwrap().chars().count(), 5);
+    let list = run(dir, &["customer", "list"]).await;
+    assert!(text(&list).contains("acme") && text(&list).contains("active"), "{}", text(&list));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_refuses_bad_tokens_and_destinations_and_stores_nothing() {
+    let sim = sim_with(&[("acme", 5)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let jsonl_dest = format!("jsonl:{}", dir.join("a.jsonl").display());
+    let bad_token = dir.join("bad.token");
+    std::fs::write(&bad_token, "not-a-real-token-1234").unwrap();
+    let bad = bad_token.display().to_string();
+    let add = |token: String, dest: String| {
+        let dir = dir.to_owned();
+        let base = sim.base_url().to_owned();
+        async move {
+            run(
+                &dir,
+                &["customer", "add", "acme", "--token-file", &token, "--vomo-url", &base, "--dest", &dest],
+            )
+            .await
+        }
+    };
+
+    let out = add(bad.clone(), jsonl_dest.clone()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("VOMO rejected this token"), "{}", text(&out));
+    assert!(!text(&out).contains("not-a-real-token"), "the token is never printed");
+
+    let good = token_file(dir, &sim, "acme");
+    let out = add(good.clone(), "s3://bucket".into()).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out).contains("jsonl:") && text(&out).contains("postgres://"),
+        "names the accepted forms: {}",
+        text(&out)
+    );
+
+    let out = add(good.clone(), "postgres://rep:hunter2@127.0.0.1:1/db".into()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("failed its check") && !text(&out).contains("hunter2"), "{}", text(&out));
+
+    let out = add(good.clone(), "webhook:http://127.0.0.1:1/hook".into()).await;
+    assert!(text(&out).contains("signing secret"), "{}", text(&out));
+
+    let list = run(dir, &["customer", "list", "--json"]).await;
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]", "nothing was stored");
+    let out = add(good, jsonl_dest).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A webhook receiver whose answers the test can change: it refuses the
+/// users in `reject` (400) or everything (`down`: 503).
+#[derive(Clone, Default)]
+struct Receiver {
+    reject: Arc<Mutex<Vec<i64>>>,
+    down: Arc<Mutex<bool>>,
+    received: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+async fn start_receiver(receiver: Receiver, secret: String) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let receiver = receiver.clone();
+            let secret = secret.clone();
+            async move {
+                let header = |name: &str| {
+                    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+                };
+                let verified = vomo_sync::dest::webhook::verify(
+                    &secret,
+                    &header("x-vomo-sync-timestamp"),
+                    &header("x-vomo-sync-signature"),
+                    &body,
+                    chrono::Utc::now(),
+                    Duration::from_secs(300),
+                );
+                if verified.is_err() {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                if *receiver.down.lock().unwrap() {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let batch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let events = batch["events"].as_array().unwrap();
+                let reject = receiver.reject.lock().unwrap().clone();
+                if events.iter().any(|e| reject.contains(&e["vomo_user_id"].as_i64().unwrap())) {
+                    return StatusCode::BAD_REQUEST;
+                }
+                receiver.received.lock().unwrap().extend(events.iter().cloned());
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hook")
+}
+
+/// A customer syncing `acme` (60 users) to a webhook receiver.
+async fn webhook_customer(dir: &Path) -> (SimHandle, Receiver, Vec<i64>) {
+    let sim = sim_with(&[("acme", 60)]).await;
+    let secret_file = dir.join("hook.secret");
+    std::fs::write(&secret_file, "shared-secret-for-hmac\n").unwrap();
+    let receiver = Receiver::default();
+    let url = start_receiver(receiver.clone(), "shared-secret-for-hmac".into()).await;
+    let ids: Vec<i64> = sim.users("acme").unwrap().iter().map(|u| u.id).collect();
+    let tokens = token_file(dir, &sim, "acme");
+    let dest = format!("webhook:{url},secret-file={}", secret_file.display());
+    let add = run(
+        dir,
+        &["customer", "add", "acme", "--token-file", &tokens, "--vomo-url", sim.base_url(), "--dest", &dest],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add));
+    (sim, receiver, ids)
+}
+
+async fn dlq_entries(dir: &Path) -> Vec<serde_json::Value> {
+    let list = run(dir, &["dlq", "list", "--json"]).await;
+    serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap().as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_record_waits_for_an_operator_in_the_dlq() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let (sim, receiver, ids) = webhook_customer(dir).await;
+    receiver.reject.lock().unwrap().push(ids[7]);
+
+    // One refused user goes to the DLQ as permanent; the rest are delivered
+    // and the checkpoint moves on.
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert_eq!(receiver.received.lock().unwrap().len(), 59);
+    let entries = dlq_entries(dir).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        (entries[0]["vomo_user_id"].as_i64(), entries[0]["class"].as_str()),
+        (Some(ids[7]), Some("permanent"))
+    );
+    let entry_id = entries[0]["id"].as_i64().unwrap().to_string();
+    let retry = run(dir, &["dlq", "retry", "acme", "--id", &entry_id]).await;
+    assert_eq!(retry.status.code(), Some(1), "still refused: {}", text(&retry));
+
+    // The receiver is fixed: an operator retry delivers it.
+    receiver.reject.lock().unwrap().clear();
+    let retry = run(dir, &["dlq", "retry", "acme", "--all"]).await;
+    assert!(retry.status.success() && text(&retry).contains("1 delivered"), "{}", text(&retry));
+    assert!(receiver.received.lock().unwrap().iter().any(|e| e["vomo_user_id"] == ids[7]));
+    assert!(dlq_entries(dir).await.is_empty());
+
+    // Discarding needs a note and is audited.
+    receiver.reject.lock().unwrap().push(ids[20]);
+    sim.update_user(
+        ids[20],
+        &UserFields { phone: Some("+1-555-9999".into()), ..UserFields::default() },
+        true,
+    )
+    .unwrap();
+    run(dir, &["headless", "--once"]).await;
+    let id = dlq_entries(dir).await[0]["id"].as_i64().unwrap().to_string();
+    let refused = run(dir, &["dlq", "discard", &id, "--note", " "]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let discard =
+        run(dir, &["dlq", "discard", &id, "--note", "customer deleted this record on their side"]).await;
+    assert!(discard.status.success(), "{}", text(&discard));
+    assert!(dlq_entries(dir).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_destination_loses_nothing_and_stale_versions_are_never_sent() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let (sim, receiver, ids) = webhook_customer(dir).await;
+    assert!(run(dir, &["headless", "--once"]).await.status.success());
+
+    // The receiver is down: changes wait in the DLQ as retryable and the
+    // checkpoint moves on.
+    *receiver.down.lock().unwrap() = true;
+    for id in &ids[10..13] {
+        sim.update_user(
+            *id,
+            &UserFields { phone: Some("+1-555-7777".into()), ..UserFields::default() },
+            true,
+        )
+        .unwrap();
+    }
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    let entries = dlq_entries(dir).await;
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| e["class"] == "retryable"));
+
+    // Back up; a newer version of one user supersedes its entry, and the
+    // automatic retry delivers the rest.
+    *receiver.down.lock().unwrap() = false;
+    sim.update_user(
+        ids[10],
+        &UserFields { phone: Some("+1-555-8888".into()), ..UserFields::default() },
+        true,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert!(dlq_entries(dir).await.is_empty());
+    let phones: Vec<(i64, serde_json::Value)> = {
+        let received = receiver.received.lock().unwrap();
+        [ids[10], ids[11]]
+            .iter()
+            .map(|id| {
+                (
+                    *id,
+                    received.iter().rev().find(|e| e["vomo_user_id"] == *id).unwrap()["user"]["phone"]
+                        .clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(phones[0].1, "+1-555-8888", "never overwritten by the stale version");
+    assert_eq!(phones[1].1, "+1-555-7777");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headless_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
+    let sim = sim_with(&[("acme", 300)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let tokens = token_file(dir, &sim, "acme");
+    let jsonl = dir.join("acme.jsonl");
+    let dest = format!("jsonl:{}", jsonl.display());
+    let add = run(
+        dir,
+        &[
+            "customer",
+            "add",
+            "acme",
+            "--token-file",
+            &tokens,
+            "--vomo-url",
+            sim.base_url(),
+            "--dest",
+            &dest,
+            "--rate",
+            "0",
+        ],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child =
+        vomo_sync(dir).args(["headless", "--listen", &listen]).kill_on_drop(true).spawn().unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let mut synced = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(metrics) = http.get(format!("{base}/metrics")).send().await else { continue };
+        let body = metrics.text().await.unwrap();
+        if body.contains("vomo_sync_users_synced{customer=\"acme\"} 300") {
+            synced = true;
+            assert!(body.contains("vomo_sync_checkpoint_lag_seconds{customer=\"acme\"}"), "{body}");
+            assert!(body.contains("vomo_sync_dlq_depth{customer=\"acme\"} 0"), "{body}");
+            assert!(body.contains("vomo_sync_requests_total{customer=\"acme\"}"), "{body}");
+            break;
+        }
+    }
+    assert!(synced, "the backfill finished and shows in /metrics");
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    assert_mirrors(&replay_jsonl(&jsonl), &sim.users("acme").unwrap());
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends headless cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_backfill_exits_cleanly_and_a_restart_completes_without_loss() {
+    let sim = sim_with(&[("acme", 3000)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let tokens = token_file(dir, &sim, "acme");
+    let jsonl = dir.join("acme.jsonl");
+    let dest = format!("jsonl:{}", jsonl.display());
+    let add = run(
+        dir,
+        &[
+            "customer",
+            "add",
+            "acme",
+            "--token-file",
+            &tokens,
+            "--vomo-url",
+            sim.base_url(),
+            "--dest",
+            &dest,
+            "--rate",
+            "40",
+        ],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = vomo_sync(dir)
+        .args(["headless", "--listen", &format!("127.0.0.1:{port}")])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::time::Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(5), "drained quickly: {:?}", signalled.elapsed());
+    let partial = replay_jsonl(&jsonl).len();
+    assert!(partial > 0 && partial < 3000, "stopped mid-backfill after {partial} users");
+    let status = run(dir, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json[0]["status"], "backfilling");
+    assert_eq!(json[0]["last_runs"][0]["outcome"], "aborted", "{json}");
+
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert_mirrors(&replay_jsonl(&jsonl), &sim.users("acme").unwrap());
+}
