@@ -156,7 +156,7 @@ async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true)
-        .pragma("cache_size", "-16384")
+        .pragma("cache_size", "-8192")
         .pragma("wal_autocheckpoint", "16384");
     let pool =
         SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| match &e {
