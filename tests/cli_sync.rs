@@ -483,3 +483,63 @@ async fn sigterm_mid_backfill_exits_cleanly_and_a_restart_completes_without_loss
     assert!(once.status.success(), "{}", text(&once));
     assert_mirrors(&replay_jsonl(&jsonl), &sim.users("acme").unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_fails_the_run_and_a_new_token_resumes_from_the_checkpoint() {
+    let sim = sim_with(&[("acme", 120)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let tokens = token_file(dir, &sim, "acme");
+    let jsonl = dir.join("acme.jsonl");
+    let dest = format!("jsonl:{}", jsonl.display());
+    let add = run(
+        dir,
+        &["customer", "add", "acme", "--token-file", &tokens, "--vomo-url", sim.base_url(), "--dest", &dest],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(run(dir, &["headless", "--once"]).await.status.success());
+
+    // Paused customers are skipped; resumed ones run again.
+    assert!(run(dir, &["customer", "pause", "acme"]).await.status.success());
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(!text(&once).contains("acme"), "{}", text(&once));
+    let again = run(dir, &["customer", "pause", "acme"]).await;
+    assert!(text(&again).contains("already paused") && again.status.code() == Some(1), "{}", text(&again));
+    assert!(run(dir, &["customer", "resume", "acme"]).await.status.success());
+
+    sim.revoke_token(&sim.token("acme").unwrap());
+    let once = run(dir, &["headless", "--once"]).await;
+    assert_eq!(once.status.code(), Some(1), "a failed customer fails the run: {}", text(&once));
+    assert!(text(&once).contains("FAILED") && text(&once).contains("401"), "{}", text(&once));
+    let status = run(dir, &["status"]).await;
+    assert!(
+        text(&status).contains("token_rejected") && text(&status).contains("rejected"),
+        "{}",
+        text(&status)
+    );
+
+    // A bad replacement is refused; a good one resumes the customer.
+    let bad = dir.join("bad.token");
+    std::fs::write(&bad, "still-not-valid-0000").unwrap();
+    let refused = run(dir, &["customer", "token", "acme", "--token-file", bad.to_str().unwrap()]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let new_token = sim.issue_token("acme").unwrap();
+    let fresh = dir.join("fresh.token");
+    std::fs::write(&fresh, &new_token).unwrap();
+    let replaced = run(dir, &["customer", "token", "acme", "--token-file", fresh.to_str().unwrap()]).await;
+    assert!(replaced.status.success() && text(&replaced).contains("status active"), "{}", text(&replaced));
+    sim.update_user(
+        sim.users("acme").unwrap()[5].id,
+        &UserFields { phone: Some("+1-555-1111".into()), ..UserFields::default() },
+        true,
+    )
+    .unwrap();
+    let once = run(dir, &["headless", "--once"]).await;
+    assert!(
+        once.status.success() && text(&once).contains("poll ok"),
+        "resumed as a poll, not a new backfill: {}",
+        text(&once)
+    );
+    assert_mirrors(&replay_jsonl(&jsonl), &sim.users("acme").unwrap());
+}

@@ -15,7 +15,11 @@ use vomo_sync::engine::{Command, Engine, EngineSnapshot};
 use vomo_sync::sim::UserFields;
 
 /// Waits until `check` holds for the latest snapshot.
-async fn until(handle: &vomo_sync::engine::EngineHandle, what: &str, check: impl Fn(&EngineSnapshot) -> bool) {
+async fn until(
+    handle: &vomo_sync::engine::EngineHandle,
+    what: &str,
+    check: impl Fn(&EngineSnapshot) -> bool,
+) {
     let mut watch = handle.watch();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -34,12 +38,21 @@ async fn front_ends_observe_and_command_a_running_engine() {
     let store = state_db(dir.path()).await;
     let acme_out = dir.path().join("acme.jsonl");
     onboard(&store, &sim, "acme", "acme", &[format!("jsonl:{}", acme_out.display())], 0.0).await;
-    onboard(&store, &sim, "beta", "beta", &[format!("jsonl:{}", dir.path().join("beta.jsonl").display())], 0.0).await;
+    onboard(
+        &store,
+        &sim,
+        "beta",
+        "beta",
+        &[format!("jsonl:{}", dir.path().join("beta.jsonl").display())],
+        0.0,
+    )
+    .await;
     let handle = Engine::start(store.clone(), engine_config()).await.unwrap();
     let mut events = handle.events();
 
     until(&handle, "both backfills done", |s| {
-        s.customers.len() == 2 && s.customers.iter().all(|c| c.status == CustomerStatus::Active && c.users_synced > 0)
+        s.customers.len() == 2
+            && s.customers.iter().all(|c| c.status == CustomerStatus::Active && c.users_synced > 0)
     })
     .await;
     let snapshot = handle.snapshot();
@@ -53,7 +66,8 @@ async fn front_ends_observe_and_command_a_running_engine() {
 
     // Poll now carries an edit.
     let id = sim.users("acme").unwrap()[0].id;
-    sim.update_user(id, &UserFields { phone: Some("+1-555-4242".into()), ..UserFields::default() }, true).unwrap();
+    sim.update_user(id, &UserFields { phone: Some("+1-555-4242".into()), ..UserFields::default() }, true)
+        .unwrap();
     let reply = handle.send(Command::PollNow { customer: "acme".into() }, "tester").await;
     assert_eq!(reply, Ok("poll started".into()));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -78,12 +92,14 @@ async fn front_ends_observe_and_command_a_running_engine() {
     assert!(unknown.unwrap_err().contains("no customer named"));
 
     // A full re-walk of an active customer keeps the checkpoint.
-    let before = store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
+    let before =
+        store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
     let reply = handle.send(Command::Backfill { customer: "acme".into() }, "tester").await;
     assert!(reply.unwrap().contains("re-walking"));
     let reply = handle.send(Command::RetryDlq { customer: "acme".into(), id: None }, "tester").await;
     assert!(reply.unwrap().contains("0 delivered"), "nothing pending");
-    let after = store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
+    let after =
+        store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
     assert!(after >= before);
 
     let audit = store.audit_log(None, 50).await.unwrap();
@@ -109,11 +125,13 @@ async fn at_most_the_configured_number_of_backfills_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = state_db(dir.path()).await;
     for name in ["a", "b", "c"] {
-        onboard(&store, &sim, name, name, &[format!("jsonl:{}", dir.path().join(name).display())], 50.0).await;
+        onboard(&store, &sim, name, name, &[format!("jsonl:{}", dir.path().join(name).display())], 50.0)
+            .await;
     }
     let config = vomo_sync::engine::EngineConfig { max_concurrent_backfills: 1, ..engine_config() };
     let handle = Engine::start(store.clone(), config).await.unwrap();
-    until(&handle, "all backfilled", |s| s.customers.iter().all(|c| c.status == CustomerStatus::Active)).await;
+    until(&handle, "all backfilled", |s| s.customers.iter().all(|c| c.status == CustomerStatus::Active))
+        .await;
     handle.shutdown().await;
     let mut spans = Vec::new();
     for customer in store.customers().await.unwrap() {
