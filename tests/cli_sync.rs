@@ -132,6 +132,7 @@ async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
     let created = sim
         .create_user("acme", &UserFields { first_name: Some("Newcomer".into()), ..UserFields::default() })
         .unwrap();
+    sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(once.status.success(), "{}", text(&once));
     assert!(text(&once).contains("poll ok"), "{}", text(&once));
@@ -313,6 +314,7 @@ async fn a_refused_record_waits_for_an_operator_in_the_dlq() {
         true,
     )
     .unwrap();
+    sim.advance_clock(2); // edits become visible once their second has closed
     run(dir, &["headless", "--once"]).await;
     let id = dlq_entries(dir).await[0]["id"].as_i64().unwrap().to_string();
     let refused = run(dir, &["dlq", "discard", &id, "--note", " "]).await;
@@ -341,6 +343,7 @@ async fn a_down_destination_loses_nothing_and_stale_versions_are_never_sent() {
         )
         .unwrap();
     }
+    sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(once.status.success(), "{}", text(&once));
     let entries = dlq_entries(dir).await;
@@ -357,6 +360,7 @@ async fn a_down_destination_loses_nothing_and_stale_versions_are_never_sent() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(once.status.success(), "{}", text(&once));
     assert!(dlq_entries(dir).await.is_empty());
@@ -535,6 +539,7 @@ async fn a_revoked_token_fails_the_run_and_a_new_token_resumes_from_the_checkpoi
         true,
     )
     .unwrap();
+    sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(
         once.status.success() && text(&once).contains("poll ok"),

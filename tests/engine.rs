@@ -47,6 +47,7 @@ async fn backfill_mirrors_vomo_and_polls_carry_edits() {
         .unwrap();
     sim.anonymise_user(ids[4]).unwrap();
     let new_id = sim.create_user("acme", &UserFields::default()).unwrap();
+    sim.advance_clock(2); // edits become visible once their second has closed
     let lines_before = std::fs::read_to_string(&path).unwrap().lines().count();
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
@@ -67,6 +68,25 @@ async fn backfill_mirrors_vomo_and_polls_carry_edits() {
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.requests, 1);
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), lines_before + 3);
+}
+
+#[tokio::test]
+async fn a_crowded_second_in_unstable_order_is_read_whole() {
+    // 1,000 users: a bulk import puts 60 of them (4 pages) in one second,
+    // and VOMO shuffles same-second ties on every request.
+    let sim = sim_with(&[("acme", 1000)]).await;
+    sim.set_faults(Faults { order: vomo_sync::sim::OrderMode::UnstableTies, ..Faults::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let store = state_db(dir.path()).await;
+    let (spec, path) = jsonl(dir.path(), "acme");
+    onboard(&store, &sim, "acme", "acme", &[spec], 0.0).await;
+
+    let outcomes = run_once(&store).await;
+    let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(report.counts["created"], 1000);
+    assert_eq!(report.counts["unverified_accepted"], 0, "the union of re-walks covers the second");
+    assert!(report.counts["failed_walks"] > 0, "one walk of a shuffled crowded second is not enough");
+    assert_mirrors(&replay_jsonl(&path), &sim.users("acme").unwrap());
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ async fn front_ends_observe_and_command_a_running_engine() {
     let id = sim.users("acme").unwrap()[0].id;
     sim.update_user(id, &UserFields { phone: Some("+1-555-4242".into()), ..UserFields::default() }, true)
         .unwrap();
+    sim.advance_clock(2); // edits become visible once their second has closed
     let reply = handle.send(Command::PollNow { customer: "acme".into() }, "tester").await;
     assert_eq!(reply, Ok("poll started".into()));
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -235,7 +235,13 @@ impl CustomerRuntime {
         let store = &self.target.store;
         let priority = if kind == RunKind::Backfill { Priority::Backfill } else { Priority::Poll };
         let checkpoint = store.load_checkpoint(self.customer.id).await?;
-        let settle = chrono::Duration::from_std(self.config.settle).unwrap_or_default();
+        // A window must be closed: no write may land in it after we read it.
+        // VOMO's clock has whole-second precision, so the second it reports
+        // as "now" may still be filling; whatever the settle margin, `to` is
+        // at least one second before it.
+        let settle = chrono::Duration::from_std(self.config.settle)
+            .unwrap_or_default()
+            .max(chrono::Duration::seconds(1));
         let window = match mode {
             Mode::Advance => {
                 match self.open_read(fetcher, priority, checkpoint.watermark, settle, sink).await? {

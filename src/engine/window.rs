@@ -14,9 +14,14 @@
 //! is planned from the exact times just seen, and its size comes from the
 //! observed rate of edits during walks ([`ChunkSizer`]): the size that
 //! minimises the expected requests per user, so a calm customer is read in
-//! big chunks and a busy one in small ones. A single second cannot be split;
-//! it is re-walked a bounded number of times and then accepted with a warning
-//! (reconciliation covers it).
+//! big chunks and a busy one in small ones. A single second cannot be split,
+//! and VOMO promises no order among users of the same second, so one walk of
+//! a crowded second may skip some and repeat others. Such a second is
+//! re-walked and verified by the union of its walks: while `meta.total`
+//! stays the same no member has left the (closed) second, so once the union
+//! of ids seen reaches that total every member has been read. Only when
+//! re-walks stop adding ids is it accepted with a warning (reconciliation
+//! covers it).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +35,8 @@ use super::process::Sink;
 use crate::domain::Window;
 use crate::vomo::{PAGE_SIZE, UserFilter, UserPage};
 
-/// Failed walks of a one-second chunk before it is accepted unverified.
+/// Walks of a one-second chunk in a row that add no id to the union of its
+/// walks before it is accepted unverified.
 const SINGLE_SECOND_TRIES: u32 = 4;
 /// A probe this many times the target is split before walking.
 const TOO_BIG_FACTOR: u64 = 2;
@@ -198,6 +204,37 @@ struct ChunkWalk {
     verified: bool,
     pages: u64,
     times: Vec<i64>,
+    /// Distinct ids seen inside the chunk.
+    seen: HashSet<i64>,
+    /// `meta.total`, when it was the same on the first and last page.
+    stable_total: Option<u64>,
+}
+
+/// The union of the walks of one crowded second (see the module docs).
+#[derive(Default)]
+struct SecondUnion {
+    ids: HashSet<i64>,
+    total: Option<u64>,
+    /// Walks in a row that added nothing.
+    stalled: u32,
+}
+
+impl SecondUnion {
+    /// Adds a walk; true when the union now holds every member.
+    fn add(&mut self, walk: &ChunkWalk) -> bool {
+        let before = self.ids.len();
+        match walk.stable_total {
+            Some(total) if self.total == Some(total) => self.ids.extend(walk.seen.iter().copied()),
+            // The membership changed (or changed during this walk): only
+            // walks under one unchanged total may be combined.
+            total => {
+                self.ids.clone_from(&walk.seen);
+                self.total = total;
+            }
+        }
+        self.stalled = if self.ids.len() > before { 0 } else { self.stalled + 1 };
+        self.total == Some(self.ids.len() as u64)
+    }
 }
 
 impl Walker<'_> {
@@ -214,7 +251,7 @@ impl Walker<'_> {
         let mut cursor = window.from.timestamp();
         let last = window.to.timestamp();
         let mut estimate: Option<Estimate> = None;
-        let mut failures_here = 0;
+        let mut second = SecondUnion::default();
         // After a probe that was too big or a walk that failed, the next
         // chunk ends strictly earlier, so the walk always progresses: in the
         // worst case down to one second, which is accepted after a few tries.
@@ -242,9 +279,11 @@ impl Walker<'_> {
             }
             let walked = self.walk_chunk(chunk, &filter, first, sink).await?;
             self.sizer.observe(walked.pages, !walked.verified);
-            let crowded_second = end == cursor && failures_here + 1 >= SINGLE_SECOND_TRIES;
-            if walked.verified || crowded_second {
-                if !walked.verified {
+            let one_second = end == cursor;
+            let complete = walked.verified || (one_second && second.add(&walked));
+            let give_up = one_second && second.stalled >= SINGLE_SECOND_TRIES;
+            if complete || give_up {
+                if !complete {
                     summary.unverified_accepted += 1;
                     summary.warnings.push(format!(
                         "the second {chunk} holds more users than a page and kept changing while read; accepted unverified (reconciliation will re-check it)"
@@ -253,11 +292,10 @@ impl Walker<'_> {
                 sink.flush(advance.then_some(chunk.to)).await?;
                 summary.chunks += 1;
                 cursor = end + 1;
-                failures_here = 0;
+                second = SecondUnion::default();
                 cap = None;
             } else {
                 summary.failed_walks += 1;
-                failures_here += 1;
                 cap = (end > cursor).then(|| end - 1);
                 estimate = Some(Estimate::exact(chunk, walked.times));
                 tracing::debug!(%chunk, edit_rate = self.sizer.edit_rate(), "walk not verified; planning smaller chunks");
@@ -305,8 +343,9 @@ impl Walker<'_> {
             users = page.users;
         }
         sink.push(users).await?;
-        let verified = total_first == total_last && seen.len() as u64 == total_first;
-        Ok(ChunkWalk { verified, pages: last_page, times })
+        let stable_total = (total_first == total_last).then_some(total_first);
+        let verified = stable_total == Some(seen.len() as u64);
+        Ok(ChunkWalk { verified, pages: last_page, times, seen, stable_total })
     }
 }
 
