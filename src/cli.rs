@@ -59,6 +59,28 @@ pub enum Command {
     Headless(HeadlessArgs),
     /// Print every customer's sync health.
     Status(StatusArgs),
+    /// Run a reconciliation or a deletion sweep now.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Re-read the recent past (sync.reconcile_lookback) and repair what the destinations miss.
+    Reconcile { name: String },
+    /// Scan every user: confirm and delete users VOMO no longer has, repair drift.
+    Deletions {
+        name: String,
+        /// Report what would be deleted; change nothing.
+        #[arg(long, conflicts_with_all = ["confirm", "dismiss"])]
+        dry_run: bool,
+        /// Carry out the deletions of a run the mass-deletion guard stopped.
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "dismiss")]
+        confirm: Option<i64>,
+        /// Drop a run the mass-deletion guard stopped, deleting nothing.
+        #[arg(long, value_name = "RUN_ID")]
+        dismiss: Option<i64>,
+    },
 }
 
 /// Where a token comes from: never the command line.
@@ -92,6 +114,22 @@ pub enum CustomerCommand {
     Pause { name: String },
     /// Resume a paused customer from its checkpoint.
     Resume { name: String },
+    /// Offboard a customer: stop its work, delete its token at once, keep its state for the retention period.
+    Offboard {
+        name: String,
+        /// Also remove all of its state now (the audit log stays).
+        #[arg(long)]
+        purge: bool,
+        /// Confirm; without it the command explains what it would do and changes nothing.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Bring an offboarded customer back (within the retention period) with a new token; it resumes from its checkpoint.
+    Restore {
+        name: String,
+        #[command(flatten)]
+        token: TokenSource,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -111,6 +149,15 @@ pub struct AddArgs {
     /// How often to poll for changes (default: sync.poll_every of the config).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub poll_every: Option<std::time::Duration>,
+    /// How often to reconcile the recent past (default: sync.reconcile_every).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
+    pub reconcile_every: Option<std::time::Duration>,
+    /// How often to scan every user for deletions and drift (default: sync.deletion_scan_every).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
+    pub deletion_scan_every: Option<std::time::Duration>,
+    /// A field the customer's system owns and writes back to VOMO (phone, first_name, last_name, birthday, gender). Repeatable; needs a postgres destination.
+    #[arg(long = "writeback", value_name = "FIELD")]
+    pub writeback: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -209,11 +209,24 @@ pub struct CustomerSettings {
     pub rate_per_s: f64,
     /// How often to poll for changes, in seconds.
     pub poll_every_secs: u64,
+    /// How often to reconcile the recent past, in seconds.
+    pub reconcile_every_secs: u64,
+    /// How often to scan every user for deletions and drift, in seconds.
+    pub deletion_scan_every_secs: u64,
+    /// Fields the customer's system owns and writes back to VOMO (e.g.
+    /// `phone`); empty = one-way sync.
+    pub writeback_fields: Vec<String>,
 }
 
 impl Default for CustomerSettings {
     fn default() -> Self {
-        Self { rate_per_s: 3.0, poll_every_secs: 15 * 60 }
+        Self {
+            rate_per_s: 3.0,
+            poll_every_secs: 15 * 60,
+            reconcile_every_secs: 24 * 3600,
+            deletion_scan_every_secs: 7 * 24 * 3600,
+            writeback_fields: Vec::new(),
+        }
     }
 }
 

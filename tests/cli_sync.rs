@@ -548,3 +548,52 @@ async fn a_revoked_token_fails_the_run_and_a_new_token_resumes_from_the_checkpoi
     );
     assert_mirrors(&replay_jsonl(&jsonl), &sim.users("acme").unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_commands_and_offboarding_from_the_command_line() {
+    let sim = sim_with(&[("acme", 200)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let jsonl_dest = format!("jsonl:{}", dir.join("acme.jsonl").display());
+    let tokens = token_file(dir, &sim, "acme");
+    let args = ["customer", "add", "acme", "--token-file", &tokens, "--vomo-url", sim.base_url()];
+    let add = run(dir, &[&args[..], &["--dest", &jsonl_dest, "--rate", "0"]].concat()).await;
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(run(dir, &["headless", "--once"]).await.status.success());
+
+    let reconcile = run(dir, &["sync", "reconcile", "acme"]).await;
+    assert!(
+        reconcile.status.success() && text(&reconcile).contains("0 missed creates"),
+        "{}",
+        text(&reconcile)
+    );
+    let gone = sim.users("acme").unwrap()[3].id;
+    sim.delete_user(gone).unwrap();
+    let dry = run(dir, &["sync", "deletions", "acme", "--dry-run"]).await;
+    assert!(
+        dry.status.success() && text(&dry).contains(&format!("would delete 1 ({gone})")),
+        "{}",
+        text(&dry)
+    );
+    let sweep = run(dir, &["sync", "deletions", "acme"]).await;
+    assert!(
+        sweep.status.success() && text(&sweep).contains(&format!("deleted 1 ({gone})")),
+        "{}",
+        text(&sweep)
+    );
+
+    let unknown = run(dir, &["customer", "offboard", "nobody", "--yes"]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("no customer named \"nobody\""), "{}", text(&unknown));
+    let explain = run(dir, &["customer", "offboard", "acme"]).await;
+    assert_eq!(explain.status.code(), Some(2), "{}", text(&explain));
+    assert!(text(&explain).contains("--yes") && text(&explain).contains("mappings"), "{}", text(&explain));
+    let offboard = run(dir, &["customer", "offboard", "acme", "--yes"]).await;
+    assert!(offboard.status.success(), "{}", text(&offboard));
+    let list = run(dir, &["customer", "list"]).await;
+    assert!(text(&list).contains("offboarded"), "{}", text(&list));
+    let fresh = dir.join("fresh.token");
+    std::fs::write(&fresh, sim.issue_token("acme").unwrap()).unwrap();
+    let restore = run(dir, &["customer", "restore", "acme", "--token-file", fresh.to_str().unwrap()]).await;
+    assert!(restore.status.success() && text(&restore).contains("active"), "{}", text(&restore));
+}

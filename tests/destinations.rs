@@ -67,7 +67,7 @@ fn http(timeout: Duration) -> reqwest::Client {
 
 async fn connect(spec: &str) -> Result<Destination, DestError> {
     let spec = DestinationSpec::parse(spec).unwrap();
-    Destination::connect("test", &spec, &http(Duration::from_secs(5))).await
+    Destination::connect("test", &spec, &http(Duration::from_secs(5)), &[]).await
 }
 
 fn only_error(outcome: &Outcome) -> &DestError {
@@ -388,7 +388,7 @@ async fn webhook_dest(url: &str, dir: &Path, timeout: Duration) -> Destination {
     let file = dir.join("hook.key");
     std::fs::write(&file, format!("{SECRET}\n")).unwrap();
     let spec = DestinationSpec::parse(&format!("webhook:{url},secret-file={}", file.display())).unwrap();
-    Destination::connect("hook", &spec, &http(timeout)).await.unwrap()
+    Destination::connect("hook", &spec, &http(timeout), &[]).await.unwrap()
 }
 
 fn mixed_batch() -> Vec<Change> {

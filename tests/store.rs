@@ -247,7 +247,7 @@ async fn offboarding_and_purge(
             .await
             .unwrap()
             .iter()
-            .all(|(t, n)| *n > 0 || ["mappings", "dlq", "runs"].contains(t))
+            .all(|(t, n)| *n > 0 || ["mappings", "dlq", "runs", "pending_deletions"].contains(t))
     );
     other
 }

@@ -27,7 +27,48 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
         }
         CustomerCommand::Pause { name } => pause(&name, true, config).await,
         CustomerCommand::Resume { name } => pause(&name, false, config).await,
+        CustomerCommand::Offboard { name, purge, yes } => offboard(&name, purge, yes, config).await,
+        CustomerCommand::Restore { name, token } => {
+            let token = read_token(&token)?;
+            let ops = open_ops(config, true).await?;
+            let status = ops.restore(&name, &token, &os_user()).await?;
+            println!(
+                "{name} restored with token {}; status {status}, resuming from its checkpoint",
+                token.fingerprint()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn offboard(name: &str, purge: bool, yes: bool, config: &Config) -> anyhow::Result<ExitCode> {
+    let ops = open_ops(config, false).await?;
+    let held = ops.offboard_plan(name).await?;
+    let rows: Vec<String> = held.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{n} {t}")).collect();
+    if !yes {
+        let retention = humantime::format_duration(config.sync.offboard_retention);
+        println!("Offboarding {name} would:");
+        println!("  - stop its work and delete its VOMO token at once;");
+        if purge {
+            println!("  - remove all of its state now: {} (the audit log stays);", rows.join(", "));
+        } else {
+            println!(
+                "  - keep its state for {retention} ({}) so `customer restore` can bring it back;",
+                rows.join(", ")
+            );
+        }
+        println!("  - leave the data already in the customer's own systems untouched.");
+        println!("Run again with --yes to do it.");
+        return Ok(ExitCode::from(2));
+    }
+    ops.offboard(name, purge, &os_user()).await?;
+    if purge {
+        println!("{name} offboarded and purged (the audit log keeps its history)");
+    } else {
+        let retention = humantime::format_duration(config.sync.offboard_retention);
+        println!("{name} offboarded: token deleted; its state is kept for {retention}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -47,7 +88,21 @@ async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
         token,
         vomo_url: args.vomo_url.clone().unwrap_or_else(|| config.vomo.base_url.clone()),
         destinations,
-        settings: CustomerSettings { rate_per_s: rate, poll_every_secs: poll_every.as_secs() },
+        settings: CustomerSettings {
+            rate_per_s: rate,
+            poll_every_secs: poll_every.as_secs(),
+            reconcile_every_secs: args
+                .reconcile_every
+                .unwrap_or(config.sync.reconcile_every)
+                .as_secs()
+                .max(60),
+            deletion_scan_every_secs: args
+                .deletion_scan_every
+                .unwrap_or(config.sync.deletion_scan_every)
+                .as_secs()
+                .max(60),
+            writeback_fields: args.writeback.clone(),
+        },
     };
     let ops = open_ops(config, true).await?;
     let customer = ops.onboard(&request, &os_user()).await?;

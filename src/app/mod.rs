@@ -6,6 +6,7 @@ mod customer;
 mod dlq;
 mod run;
 mod simulate;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -72,6 +73,7 @@ async fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Dlq(command) => dlq::run(command, config).await,
         Command::Headless(args) => run::headless(&args, config).await,
         Command::Status(args) => run::status(&args, config).await,
+        Command::Sync(command) => sync::run(command, config).await,
     }
 }
 

@@ -63,6 +63,12 @@ pub struct SyncSection {
     pub dlq_retry_base: Option<HumanDuration>,
     pub dlq_retry_max: Option<HumanDuration>,
     pub chunk_users: Option<Lenient<u64>>,
+    pub reconcile_every: Option<HumanDuration>,
+    pub reconcile_lookback: Option<HumanDuration>,
+    pub deletion_scan_every: Option<HumanDuration>,
+    pub deletion_guard_share: Option<Lenient<f64>>,
+    pub deletion_guard_max: Option<Lenient<u64>>,
+    pub offboard_retention: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -193,6 +199,12 @@ impl FileConfig {
                 dlq_retry_base: other.sync.dlq_retry_base.or(self.sync.dlq_retry_base),
                 dlq_retry_max: other.sync.dlq_retry_max.or(self.sync.dlq_retry_max),
                 chunk_users: other.sync.chunk_users.or(self.sync.chunk_users),
+                reconcile_every: other.sync.reconcile_every.or(self.sync.reconcile_every),
+                reconcile_lookback: other.sync.reconcile_lookback.or(self.sync.reconcile_lookback),
+                deletion_scan_every: other.sync.deletion_scan_every.or(self.sync.deletion_scan_every),
+                deletion_guard_share: other.sync.deletion_guard_share.or(self.sync.deletion_guard_share),
+                deletion_guard_max: other.sync.deletion_guard_max.or(self.sync.deletion_guard_max),
+                offboard_retention: other.sync.offboard_retention.or(self.sync.offboard_retention),
             },
             headless: HeadlessSection { listen: other.headless.listen.or(self.headless.listen) },
         }

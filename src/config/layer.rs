@@ -25,6 +25,12 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "sync", "dlq_retry_base"),
     ("VOMO_SYNC_SYNC_DLQ_RETRY_MAX", "sync", "dlq_retry_max"),
     ("VOMO_SYNC_SYNC_CHUNK_USERS", "sync", "chunk_users"),
+    ("VOMO_SYNC_SYNC_RECONCILE_EVERY", "sync", "reconcile_every"),
+    ("VOMO_SYNC_SYNC_RECONCILE_LOOKBACK", "sync", "reconcile_lookback"),
+    ("VOMO_SYNC_SYNC_DELETION_SCAN_EVERY", "sync", "deletion_scan_every"),
+    ("VOMO_SYNC_SYNC_DELETION_GUARD_SHARE", "sync", "deletion_guard_share"),
+    ("VOMO_SYNC_SYNC_DELETION_GUARD_MAX", "sync", "deletion_guard_max"),
+    ("VOMO_SYNC_SYNC_OFFBOARD_RETENTION", "sync", "offboard_retention"),
     ("VOMO_SYNC_HEADLESS_LISTEN", "headless", "listen"),
 ];
 

@@ -180,6 +180,22 @@ pub struct SyncSettings {
     pub dlq_retry_max: Duration,
     /// Largest chunk of a big window walked at once, in users.
     pub chunk_users: u64,
+    /// Default reconciliation interval for new customers.
+    #[serde(serialize_with = "serialize_duration")]
+    pub reconcile_every: Duration,
+    /// How far back a reconciliation re-reads.
+    #[serde(serialize_with = "serialize_duration")]
+    pub reconcile_lookback: Duration,
+    /// Default interval of full scans (deletions, drift) for new customers.
+    #[serde(serialize_with = "serialize_duration")]
+    pub deletion_scan_every: Duration,
+    /// A scan that would delete more than this share of a customer's users,
+    /// or more than `deletion_guard_max`, waits for an operator.
+    pub deletion_guard_share: f64,
+    pub deletion_guard_max: u64,
+    /// How long an offboarded customer's state is kept for a restore.
+    #[serde(serialize_with = "serialize_duration")]
+    pub offboard_retention: Duration,
 }
 
 /// A daily span of UTC hours; may wrap midnight (`22:00-06:00`).
@@ -414,6 +430,13 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
         return Err(invalid("max_concurrent_backfills", "must be at least 1".into()));
     }
     let chunk_users = raw.chunk_users.map_or(1500, |n| n.0);
+    let deletion_guard_share = raw.deletion_guard_share.map_or(0.02, |n| n.0);
+    if !(0.0..=1.0).contains(&deletion_guard_share) {
+        return Err(invalid(
+            "deletion_guard_share",
+            format!("{deletion_guard_share} is not a share between 0 and 1"),
+        ));
+    }
     if chunk_users < 15 {
         return Err(invalid("chunk_users", "must be at least 15 (one page)".into()));
     }
@@ -428,6 +451,12 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
         dlq_retry_base: raw.dlq_retry_base.map_or(Duration::from_secs(30), |d| d.0),
         dlq_retry_max: raw.dlq_retry_max.map_or(Duration::from_secs(6 * 3600), |d| d.0),
         chunk_users,
+        reconcile_every: raw.reconcile_every.map_or(Duration::from_secs(24 * 3600), |d| d.0),
+        reconcile_lookback: raw.reconcile_lookback.map_or(Duration::from_secs(26 * 3600), |d| d.0),
+        deletion_scan_every: raw.deletion_scan_every.map_or(Duration::from_secs(7 * 24 * 3600), |d| d.0),
+        deletion_guard_share,
+        deletion_guard_max: raw.deletion_guard_max.map_or(500, |n| n.0),
+        offboard_retention: raw.offboard_retention.map_or(Duration::from_secs(30 * 24 * 3600), |d| d.0),
     })
 }
 

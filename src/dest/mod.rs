@@ -9,7 +9,7 @@
 //! | ,secret-file=PATH]`, `jsonl:PATH`.
 
 mod jsonl;
-mod postgres;
+pub mod postgres;
 mod spec;
 pub mod webhook;
 
@@ -61,15 +61,18 @@ impl std::fmt::Debug for Destination {
 
 impl Destination {
     /// Prepares a destination (pools, file handles, secrets). Does not write.
-    /// `http` is the shared HTTP client for webhooks.
+    /// `http` is the shared HTTP client for webhooks; `owned` are fields the
+    /// customer's system owns (write-back), which only the PostgreSQL
+    /// destination keeps apart.
     pub async fn connect(
         name: &str,
         spec: &DestinationSpec,
         http: &reqwest::Client,
+        owned: &[String],
     ) -> Result<Self, DestError> {
         let inner = match spec {
             DestinationSpec::Postgres { url, table } => {
-                Inner::Postgres(postgres::PostgresDest::connect(url, table).await?)
+                Inner::Postgres(postgres::PostgresDest::connect(url, table, owned).await?)
             }
             DestinationSpec::Webhook { url, secret } => {
                 Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?)
@@ -109,6 +112,43 @@ impl Destination {
         };
         debug_assert_eq!(outcomes.len(), changes.len());
         outcomes
+    }
+
+    /// Users whose copy here is missing or differs from `users`; empty for
+    /// destinations that cannot be read back (webhooks, JSONL).
+    pub async fn missing_or_different(&self, users: &[&crate::domain::User]) -> Result<Vec<i64>, DestError> {
+        match &self.inner {
+            Inner::Postgres(d) => d.missing_or_different(users).await,
+            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Customer edits of owned fields waiting to be written back to VOMO.
+    pub async fn pending_edits(
+        &self,
+    ) -> Result<Vec<(i64, std::collections::BTreeMap<String, Option<String>>)>, DestError> {
+        match &self.inner {
+            Inner::Postgres(d) => d.pending_edits().await,
+            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Records owned-field values as written back to VOMO.
+    pub async fn mark_written(
+        &self,
+        id: i64,
+        values: &std::collections::BTreeMap<String, Option<String>>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<(), DestError> {
+        match &self.inner {
+            Inner::Postgres(d) => d.mark_written(id, values, updated_at).await,
+            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(()),
+        }
+    }
+
+    /// True when this destination can detect customer edits (write-back).
+    pub fn supports_writeback(&self) -> bool {
+        matches!(self.inner, Inner::Postgres(_))
     }
 
     /// Closes pools and flushes files.

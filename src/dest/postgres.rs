@@ -4,6 +4,13 @@
 //! database rejects it for the data of some row, the batch is replayed one
 //! statement per change so only the bad rows fail. A deletion keeps the row
 //! as a tombstone with the personal fields erased.
+//!
+//! For write-back, `vomo_sync_written` remembers the values of the fields the
+//! customer's system owns as vomo-sync last wrote them: a row whose owned
+//! field differs from it was edited by the customer. Such an edit wins over
+//! VOMO's value (the upsert keeps it) until it has been written back to VOMO.
+//! The table can also be read back, so reconciliation notices rows that were
+//! lost or changed here.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -31,7 +38,11 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 /// The column list of every insert, in the order `push_row` binds.
 const COLUMNS: &str = "vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender, \
-     created_at, updated_at, user_status, membership_status, membership_role, synced_at, deleted_at";
+     created_at, updated_at, user_status, membership_status, membership_role, synced_at, deleted_at, \
+     vomo_sync_written";
+/// Fields a customer's system may own and write back: the ones VOMO's
+/// upsert accepts (e-mail is its match key, so it cannot be owned).
+pub const WRITABLE: [&str; 5] = ["phone", "first_name", "last_name", "birthday", "gender"];
 /// Fields erased when a user is deleted: everything personal, gender included.
 const PERSONAL: [&str; 8] =
     ["first_name", "last_name", "full_name", "email", "address", "phone", "birthday", "gender"];
@@ -49,8 +60,16 @@ fn create_table_sql(table: &str) -> String {
             created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
             user_status TEXT, membership_status TEXT, membership_role TEXT,
             synced_at TIMESTAMPTZ NOT NULL,
-            deleted_at TIMESTAMPTZ
+            deleted_at TIMESTAMPTZ,
+            vomo_sync_written JSONB NOT NULL DEFAULT '{{}}'
         )"
+    )
+}
+
+/// "The customer edited `field`": it differs from what vomo-sync last wrote.
+fn edited(field: &str) -> String {
+    format!(
+        "(t.vomo_sync_written ? '{field}' AND t.{field} IS DISTINCT FROM t.vomo_sync_written->>'{field}')"
     )
 }
 
@@ -58,13 +77,44 @@ fn create_table_sql(table: &str) -> String {
 /// deletion: personal fields take the (NULL) new values, the other fields keep
 /// the old ones, and the first deletion time is kept so replays change
 /// nothing. A row without `deleted_at` overwrites everything and un-deletes.
-fn conflict_clause() -> String {
-    let mut sets: Vec<String> = PERSONAL.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+fn conflict_clause(owned: &[String]) -> String {
+    let mut sets: Vec<String> = PERSONAL
+        .iter()
+        .map(|c| {
+            if owned.iter().any(|o| o == c) {
+                // The customer's own edit wins until it is written back.
+                format!(
+                    "{c} = CASE WHEN EXCLUDED.deleted_at IS NULL AND {} THEN t.{c} ELSE EXCLUDED.{c} END",
+                    edited(c)
+                )
+            } else {
+                format!("{c} = EXCLUDED.{c}")
+            }
+        })
+        .collect();
     sets.extend(
         KEPT.iter()
             .map(|c| format!("{c} = CASE WHEN EXCLUDED.deleted_at IS NULL THEN EXCLUDED.{c} ELSE t.{c} END")),
     );
     sets.push("synced_at = EXCLUDED.synced_at".to_owned());
+    let written = if owned.is_empty() {
+        "EXCLUDED.vomo_sync_written".to_owned()
+    } else {
+        let pairs: Vec<String> = owned
+            .iter()
+            .map(|f| {
+                format!(
+                    "'{f}', CASE WHEN {} THEN t.vomo_sync_written->'{f}' ELSE EXCLUDED.vomo_sync_written->'{f}' END",
+                    edited(f)
+                )
+            })
+            .collect();
+        format!(
+            "CASE WHEN EXCLUDED.deleted_at IS NOT NULL THEN '{{}}'::jsonb ELSE jsonb_build_object({}) END",
+            pairs.join(", ")
+        )
+    };
+    sets.push(format!("vomo_sync_written = {written}"));
     sets.push(
         "deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL \
          ELSE COALESCE(t.deleted_at, EXCLUDED.deleted_at) END"
@@ -82,13 +132,21 @@ pub struct PostgresDest {
     shown: String,
     upsert_head: String,
     upsert_tail: String,
+    /// Fields the customer's system owns (validated against `WRITABLE`).
+    owned: Vec<String>,
 }
 
 impl PostgresDest {
     /// Connects once directly (so a refused connection or a bad password is
     /// reported at once with its cause, not as a pool timeout), then keeps a
     /// small lazy pool. Does not touch the table.
-    pub async fn connect(url: &str, table: &str) -> Result<Self, DestError> {
+    pub async fn connect(url: &str, table: &str, owned: &[String]) -> Result<Self, DestError> {
+        if let Some(bad) = owned.iter().find(|f| !WRITABLE.contains(&f.as_str())) {
+            return Err(DestError::permanent(format!(
+                "{bad:?} cannot be written back to VOMO; writable fields: {}",
+                WRITABLE.join(", ")
+            )));
+        }
         let shown = redact_url(url);
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             DestError::permanent(format!(
@@ -116,9 +174,10 @@ impl PostgresDest {
         Ok(Self {
             pool,
             upsert_head: format!("INSERT INTO {table} AS t ({COLUMNS}) "),
-            upsert_tail: conflict_clause(),
+            upsert_tail: conflict_clause(owned),
             table: table.to_owned(),
             shown,
+            owned: owned.to_vec(),
         })
     }
 
@@ -151,6 +210,88 @@ impl PostgresDest {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Users whose row is missing, deleted, or differs from `users` in a
+    /// field vomo-sync owns (the customer's own fields are theirs).
+    pub async fn missing_or_different(&self, users: &[&User]) -> Result<Vec<i64>, DestError> {
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        let sql = format!(
+            "SELECT vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender, \
+             created_at, updated_at, user_status, membership_status, membership_role, deleted_at \
+             FROM {} WHERE vomo_user_id = ANY($1)",
+            self.table
+        );
+        let rows = timed(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(&self.pool))
+            .await
+            .map_err(|e| self.error(&e))?;
+        let mut stored: std::collections::HashMap<i64, User> = std::collections::HashMap::new();
+        for row in &rows {
+            use sqlx::Row;
+            let deleted: Option<DateTime<Utc>> = row.try_get("deleted_at").map_err(|e| self.error(&e))?;
+            if deleted.is_some() {
+                continue;
+            }
+            let user = user_of_row(row).map_err(|e| self.error(&e))?;
+            stored.insert(user.id, user);
+        }
+        let mut lost = Vec::new();
+        for user in users {
+            let same = stored.get(&user.id).is_some_and(|row| {
+                let mut expected = (*user).clone();
+                for field in &self.owned {
+                    set_field(&mut expected, field, field_value(row, field));
+                }
+                *row == expected
+            });
+            if !same {
+                lost.push(user.id);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Rows where the customer changed an owned field since vomo-sync wrote
+    /// it: (user, owned field → the customer's value).
+    pub async fn pending_edits(
+        &self,
+    ) -> Result<Vec<(i64, std::collections::BTreeMap<String, Option<String>>)>, DestError> {
+        if self.owned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs: Vec<String> = self.owned.iter().map(|f| format!("'{f}', t.{f}")).collect();
+        let edits: Vec<String> = self.owned.iter().map(|f| edited(f)).collect();
+        let sql = format!(
+            "SELECT t.vomo_user_id, jsonb_build_object({})::text FROM {} t WHERE t.deleted_at IS NULL AND ({}) \
+             ORDER BY t.vomo_user_id",
+            pairs.join(", "),
+            self.table,
+            edits.join(" OR ")
+        );
+        let rows: Vec<(i64, String)> = timed(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool))
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(rows.into_iter().map(|(id, json)| (id, serde_json::from_str(&json).unwrap_or_default())).collect())
+    }
+
+    /// Records that `values` of a user's owned fields are now in VOMO too
+    /// (written back), with VOMO's new `updated_at`.
+    pub async fn mark_written(
+        &self,
+        id: i64,
+        values: &std::collections::BTreeMap<String, Option<String>>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<(), DestError> {
+        let json = serde_json::to_string(values).unwrap_or_else(|_| "{}".to_owned());
+        let sql = format!(
+            "UPDATE {} SET vomo_sync_written = vomo_sync_written || $2::jsonb, updated_at = $3, synced_at = now() \
+             WHERE vomo_user_id = $1",
+            self.table
+        );
+        timed(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(json).bind(updated_at).execute(&self.pool))
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
     }
 
     /// One statement for the batch; per-change statements when a row's data
@@ -210,7 +351,7 @@ impl PostgresDest {
         synced_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         let mut builder: QueryBuilder<Postgres> = QueryBuilder::new(self.upsert_head.as_str());
-        builder.push_values(rows, |mut row, change| push_row(&mut row, change, synced_at));
+        builder.push_values(rows, |mut row, change| push_row(&mut row, change, synced_at, &self.owned));
         builder.push(&self.upsert_tail);
         timed(builder.build().execute(executor)).await.map(drop)
     }
@@ -221,8 +362,18 @@ impl PostgresDest {
         // The table name was validated as plain identifiers (`valid_table`).
         let sql = sqlx::AssertSqlSafe(create_table_sql(&self.table));
         match timed(sqlx::query(sql).execute(&self.pool)).await {
+            Ok(_) => {}
+            Err(e) if matches!(sqlstate(&e).as_deref(), Some("42P07" | "23505")) => {}
+            Err(e) => return Err(e),
+        }
+        // Tables made by versions before write-back lack this column.
+        let add = format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS vomo_sync_written JSONB NOT NULL DEFAULT '{{}}'",
+            self.table
+        );
+        match timed(sqlx::query(sqlx::AssertSqlSafe(add)).execute(&self.pool)).await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(sqlstate(&e).as_deref(), Some("42P07" | "23505")) => Ok(()),
+            Err(e) if matches!(sqlstate(&e).as_deref(), Some("42701" | "23505")) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -296,8 +447,21 @@ fn last_per_user<'a>(batch: &[&'a Change]) -> Vec<&'a Change> {
 
 /// Binds one row in `COLUMNS` order. A deletion binds NULL for every field
 /// and sets `deleted_at`.
-fn push_row(row: &mut Separated<'_, Postgres, &'static str>, change: &Change, synced_at: DateTime<Utc>) {
+fn push_row(
+    row: &mut Separated<'_, Postgres, &'static str>,
+    change: &Change,
+    synced_at: DateTime<Utc>,
+    owned: &[String],
+) {
     let user = change.user.as_ref().filter(|_| change.kind != ChangeKind::Deleted);
+    let written: serde_json::Map<String, serde_json::Value> = user
+        .map(|u| {
+            owned
+                .iter()
+                .map(|f| (f.clone(), field_value(u, f).map_or(serde_json::Value::Null, Into::into)))
+                .collect()
+        })
+        .unwrap_or_default();
     let text = |field: fn(&User) -> &str| user.map(field);
     let optional = |field: fn(&User) -> Option<&str>| user.and_then(field);
     row.push_bind(change.vomo_user_id)
@@ -315,7 +479,60 @@ fn push_row(row: &mut Separated<'_, Postgres, &'static str>, change: &Change, sy
         .push_bind(optional(|u| u.membership_status.as_deref()))
         .push_bind(optional(|u| u.membership_role.as_deref()))
         .push_bind(synced_at)
-        .push_bind(user.is_none().then_some(synced_at));
+        .push_bind(user.is_none().then_some(synced_at))
+        .push_bind(serde_json::Value::Object(written).to_string())
+        .push_unseparated("::jsonb");
+}
+
+/// A stored row as a user.
+fn user_of_row(row: &sqlx::postgres::PgRow) -> Result<User, sqlx::Error> {
+    use sqlx::Row;
+    let text = |name: &str| -> Result<String, sqlx::Error> {
+        Ok(row.try_get::<Option<String>, _>(name)?.unwrap_or_default())
+    };
+    let at = |name: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+        Ok(row.try_get::<Option<DateTime<Utc>>, _>(name)?.unwrap_or_default())
+    };
+    Ok(User {
+        id: row.try_get("vomo_user_id")?,
+        first_name: text("first_name")?,
+        last_name: text("last_name")?,
+        full_name: text("full_name")?,
+        email: text("email")?,
+        address: row.try_get("address")?,
+        phone: row.try_get("phone")?,
+        birthday: row.try_get("birthday")?,
+        gender: row.try_get("gender")?,
+        created_at: at("created_at")?,
+        updated_at: at("updated_at")?,
+        user_status: row.try_get("user_status")?,
+        membership_status: row.try_get("membership_status")?,
+        membership_role: row.try_get("membership_role")?,
+    })
+}
+
+/// Sets a writable field of a user.
+pub fn set_field(user: &mut User, field: &str, value: Option<String>) {
+    match field {
+        "phone" => user.phone = value,
+        "first_name" => user.first_name = value.unwrap_or_default(),
+        "last_name" => user.last_name = value.unwrap_or_default(),
+        "birthday" => user.birthday = value,
+        "gender" => user.gender = value,
+        _ => {}
+    }
+}
+
+/// The value of a writable field of a user.
+pub fn field_value(user: &User, field: &str) -> Option<String> {
+    match field {
+        "phone" => user.phone.clone(),
+        "first_name" => Some(user.first_name.clone()),
+        "last_name" => Some(user.last_name.clone()),
+        "birthday" => user.birthday.clone(),
+        "gender" => user.gender.clone(),
+        _ => None,
+    }
 }
 
 /// The row `check` writes and rolls back: every column filled, so a column
@@ -414,10 +631,12 @@ mod tests {
         let err = validate(&change).unwrap_err();
         assert_eq!(err.class, FailureClass::Permanent);
         assert!(err.message.contains("user 3"), "{}", err.message);
-        let clause = conflict_clause();
+        let clause = conflict_clause(&[]);
         assert!(
             clause.contains("gender = EXCLUDED.gender") && clause.contains("ELSE t.user_status END"),
             "{clause}"
         );
+        let owned = conflict_clause(&["phone".to_owned()]);
+        assert!(owned.contains("phone = CASE WHEN EXCLUDED.deleted_at IS NULL AND"), "{owned}");
     }
 }

@@ -53,6 +53,9 @@ impl CustomerRuntime {
             by_destination.entry(entry.destination.clone()).or_default().push(entry);
         }
         let mut report = RetryReport::default();
+        if let Some(writebacks) = by_destination.remove(super::writeback::WRITEBACK_DESTINATION) {
+            self.retry_writebacks(&writebacks, &mut report).await?;
+        }
         for (name, entries) in by_destination {
             let Some(destination) = self.target.destinations.iter().find(|d| d.name() == name) else {
                 report.orphaned += entries.len() as u64;
@@ -93,6 +96,37 @@ impl CustomerRuntime {
             );
         }
         Ok(report)
+    }
+
+    /// Write-backs VOMO refused, sent again (after an operator's fix).
+    async fn retry_writebacks(
+        &self,
+        entries: &[DlqEntry],
+        report: &mut RetryReport,
+    ) -> Result<(), SyncError> {
+        let fetcher = super::fetch::Fetcher::new(
+            self.client.clone(),
+            std::sync::Arc::clone(&self.budget),
+            std::sync::Arc::clone(&self.clock),
+            self.config.request_retry,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        for entry in entries {
+            let payload: serde_json::Value = serde_json::from_str(&entry.payload).unwrap_or_default();
+            let edit: super::writeback::Edit =
+                serde_json::from_value(payload["writeback"].clone()).unwrap_or_default();
+            match self.write_back_one(&fetcher, None, entry.vomo_user_id, &edit).await? {
+                super::writeback::Written::Done | super::writeback::Written::Gone => {
+                    self.target.store.resolve_dlq(entry.id).await?;
+                    report.delivered += 1;
+                }
+                super::writeback::Written::Refused => {
+                    // The refusal parked a fresh entry; this one is superseded.
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Notes the destination's id for the user on its mapping.

@@ -17,7 +17,7 @@ use super::SyncError;
 use super::budget::{Budget, Priority};
 use super::clock::ServerClock;
 use crate::domain::{VomoUserId, whole_second};
-use crate::vomo::{UserDetail, UserFilter, UserPage, VomoClient, VomoError};
+use crate::vomo::{UpsertOutcome, UpsertRequest, UserDetail, UserFilter, UserPage, VomoClient, VomoError};
 
 /// 429s tolerated for one request before the run gives up.
 const MAX_RATE_LIMITED: u32 = 50;
@@ -94,6 +94,15 @@ impl Fetcher {
             Err(SyncError::Vomo(VomoError::NotFound { .. })) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Create-or-update a user in VOMO (write-back).
+    pub async fn upsert(
+        &self,
+        priority: Priority,
+        request: &UpsertRequest,
+    ) -> Result<UpsertOutcome, SyncError> {
+        self.call(priority, || self.client.upsert_user(request)).await
     }
 
     /// VOMO's current time, whole seconds. When no response has told us yet,

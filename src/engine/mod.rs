@@ -13,6 +13,7 @@
 pub mod budget;
 pub mod clock;
 mod command;
+mod detect;
 mod dlq_retry;
 mod fetch;
 pub mod once;
@@ -20,9 +21,11 @@ pub mod ops;
 mod process;
 mod snapshot;
 mod supervisor;
+mod sweep;
 mod sync;
 pub mod window;
 mod worker;
+mod writeback;
 
 use std::time::Duration;
 
@@ -74,6 +77,13 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// Who owns leases: host, process and a random tag.
     pub owner: String,
+    /// How far back a reconciliation re-reads.
+    pub reconcile_lookback: Duration,
+    /// The mass-deletion guard: a share of a customer's users, capped.
+    pub deletion_guard_share: f64,
+    pub deletion_guard_max: u64,
+    /// How long an offboarded customer's state is kept.
+    pub offboard_retention: Duration,
 }
 
 impl EngineConfig {
@@ -94,6 +104,10 @@ impl EngineConfig {
             reload_every: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(60),
             owner: default_owner(),
+            reconcile_lookback: sync.reconcile_lookback,
+            deletion_guard_share: sync.deletion_guard_share,
+            deletion_guard_max: sync.deletion_guard_max,
+            offboard_retention: sync.offboard_retention,
         }
     }
 }

@@ -13,11 +13,15 @@ use super::dlq_retry::{RetryReport, Selection};
 use super::snapshot::{CustomerSnapshot, build_customer};
 use super::supervisor::Shared;
 use super::sync::Live;
+use super::sync::{Mode, RunReport};
 use super::{EngineConfig, SyncError};
 use crate::dest::{Destination, DestinationSpec, default_names};
-use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, epoch};
-use crate::store::{AuditEntry, Customer, DlqEntry, DlqId, NewCustomer, NewDestination, Store, StoreError};
+use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, RunKind, RunOutcome, VomoUserId, epoch};
+use crate::store::{
+    AuditEntry, Customer, DlqEntry, DlqId, NewCustomer, NewDestination, RunId, Store, StoreError,
+};
 use crate::vomo::{UserFilter, VomoClient, VomoError};
+use tokio_util::sync::CancellationToken;
 
 /// Why an operator action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,27 @@ pub struct OnboardRequest {
     pub vomo_url: String,
     pub destinations: Vec<DestinationSpec>,
     pub settings: CustomerSettings,
+}
+
+/// What `run_now` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNow {
+    Reconcile,
+    Deletions { dry_run: bool },
+}
+
+/// A lease taken for a one-shot run; given back when done.
+struct OpsLease {
+    customer: crate::store::CustomerId,
+    owner: String,
+}
+
+impl OpsLease {
+    async fn release(self, store: &Store) {
+        if let Err(e) = store.release_lease(self.customer, &self.owner).await {
+            tracing::warn!(error = %e, "cannot give the lease back; it expires by itself");
+        }
+    }
 }
 
 /// A DLQ entry as listed.
@@ -97,10 +122,11 @@ impl Ops {
         if request.destinations.is_empty() {
             return Err(OpsError::Invalid("give at least one --dest".into()));
         }
+        validate_writeback(&request.settings.writeback_fields, &request.destinations)?;
         self.validate_token(&request.vomo_url, &request.token).await?;
         let names = default_names(&request.destinations);
         for (name, spec) in names.iter().zip(&request.destinations) {
-            check_destination(name, spec, &self.shared.http).await?;
+            check_destination(name, spec, &self.shared.http, &request.settings.writeback_fields).await?;
         }
         let destinations: Vec<NewDestination> = names
             .iter()
@@ -208,6 +234,189 @@ impl Ops {
             .collect())
     }
 
+    /// What offboarding `name` would do: the rows it keeps for the
+    /// retention period (or removes with `purge`).
+    pub async fn offboard_plan(&self, name: &str) -> Result<Vec<(&'static str, i64)>, OpsError> {
+        let customer = self.customer(name).await?;
+        Ok(self.store().rows_held(&customer).await?)
+    }
+
+    /// Offboards a customer: its token is deleted at once, its state kept
+    /// for the retention period (removed now with `purge`). The data in the
+    /// customer's own systems is theirs and is not touched. A running engine
+    /// stops the customer's work within seconds (it re-reads the state DB).
+    pub async fn offboard(&self, name: &str, purge: bool, actor: &str) -> Result<(), OpsError> {
+        let customer = self.customer(name).await?;
+        if customer.status != CustomerStatus::Offboarded {
+            let retention = humantime::format_duration(self.shared.config.offboard_retention);
+            let detail = format!("token deleted; state kept for {retention}");
+            self.store()
+                .offboard_customer(&customer, &audit(actor, name, "customer.offboard", detail, "ok"))
+                .await?;
+        } else if !purge {
+            return Err(OpsError::Invalid(format!(
+                "{name} is already offboarded; add --purge to remove its state now"
+            )));
+        }
+        if purge {
+            self.purge(&customer, actor, "purged on request").await?;
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, customer: &Customer, actor: &str, why: &str) -> Result<(), OpsError> {
+        self.store().purge_customer(customer.id).await?;
+        let detail = format!("{why}; everything but the audit log removed");
+        self.store().record_audit(&audit(actor, &customer.name, "customer.purge", detail, "ok")).await?;
+        Ok(())
+    }
+
+    /// Purges customers offboarded longer than the retention period;
+    /// returns their names.
+    pub async fn purge_expired(&self) -> Result<Vec<String>, OpsError> {
+        let retention = chrono::Duration::from_std(self.shared.config.offboard_retention).unwrap_or_default();
+        let cutoff = Utc::now() - retention;
+        let mut purged = Vec::new();
+        for customer in self.store().customers().await? {
+            if customer.status == CustomerStatus::Offboarded
+                && customer.offboarded_at.is_some_and(|at| at < cutoff)
+            {
+                self.purge(&customer, "engine", "retention period over").await?;
+                purged.push(customer.name);
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Brings an offboarded customer back with a new (validated) token; it
+    /// resumes from its checkpoint, without a new backfill.
+    pub async fn restore(
+        &self,
+        name: &str,
+        token: &ApiToken,
+        actor: &str,
+    ) -> Result<CustomerStatus, OpsError> {
+        let customer = self.customer(name).await?;
+        if customer.status != CustomerStatus::Offboarded {
+            return Err(OpsError::Invalid(format!("{name} is not offboarded (it is {})", customer.status)));
+        }
+        self.validate_token(&customer.vomo_url, token).await?;
+        let status = resumed_status(self.store(), &customer).await?;
+        let detail = format!("new token {}", token.fingerprint());
+        let entry = audit(actor, name, "customer.restore", detail, &format!("ok; status {status}"));
+        self.store().restore_customer(&customer, token, status, &entry).await?;
+        Ok(status)
+    }
+
+    /// Runs a reconciliation or full scan of `name` in this process, under
+    /// the customer's lease (refused while another process runs it).
+    pub async fn run_now(&self, name: &str, mode: RunNow, actor: &str) -> Result<RunReport, OpsError> {
+        let customer = self.customer(name).await?;
+        if !matches!(customer.status, CustomerStatus::Active | CustomerStatus::Paused) {
+            return Err(OpsError::Invalid(format!(
+                "{name} is {}; reconciliation and sweeps need a completed backfill and a valid token",
+                customer.status
+            )));
+        }
+        let lease = self.take_lease(&customer).await?;
+        let runtime = self.shared.prepare(&customer, Arc::new(Live::default())).await;
+        let result = match runtime {
+            Ok(runtime) => {
+                let (kind, mode) = match mode {
+                    RunNow::Reconcile => (RunKind::Reconcile, Mode::Reconcile),
+                    RunNow::Deletions { dry_run } => (RunKind::Deletions, Mode::FullScan { dry_run }),
+                };
+                runtime.run(kind, mode, &CancellationToken::new()).await.map_err(OpsError::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        lease.release(self.store()).await;
+        let report = result?;
+        let action = match mode {
+            RunNow::Reconcile => "sync.reconcile",
+            RunNow::Deletions { dry_run: true } => "sync.deletions.dry_run",
+            RunNow::Deletions { dry_run: false } => "sync.deletions",
+        };
+        let detail = format!("{:?}", report.counts);
+        self.store().record_audit(&audit(actor, name, action, detail, "ok")).await?;
+        Ok(report)
+    }
+
+    /// Carries out (`confirm`) or drops a sweep the mass-deletion guard
+    /// stopped. Confirmed users are checked with VOMO once more, one by
+    /// one: only those it still does not have are deleted.
+    pub async fn settle_deletions(
+        &self,
+        run_id: RunId,
+        confirm: bool,
+        actor: &str,
+    ) -> Result<(usize, usize), OpsError> {
+        let run =
+            self.store().run(run_id).await?.ok_or_else(|| OpsError::Invalid(format!("no run {run_id}")))?;
+        if run.kind != RunKind::Deletions || run.outcome != RunOutcome::NeedsConfirmation {
+            return Err(OpsError::Invalid(format!(
+                "run {run_id} is a {} run that is {}, not a deletion sweep waiting for confirmation",
+                run.kind, run.outcome
+            )));
+        }
+        let customer = self
+            .store()
+            .customer_by_id(run.customer_id)
+            .await?
+            .ok_or_else(|| OpsError::Invalid(format!("run {run_id}'s customer is gone")))?;
+        let ids = self.store().pending_deletions(run_id).await?;
+        let (deleted, kept) = if confirm {
+            let lease = self.take_lease(&customer).await?;
+            let result = self.confirm_deletions(&customer, &ids).await;
+            lease.release(self.store()).await;
+            result?
+        } else {
+            (0, ids.len())
+        };
+        let outcome = if confirm { RunOutcome::Confirmed } else { RunOutcome::Dismissed };
+        let message = format!("{} by {actor}: {deleted} deleted, {kept} kept", outcome.as_str());
+        let mut counts = run.counts.clone();
+        counts.insert("deleted".to_owned(), i64::try_from(deleted).unwrap_or(i64::MAX));
+        self.store().finish_run(run_id, outcome, &counts, run.requests_used, Some(&message)).await?;
+        self.store().clear_pending_deletions(run_id).await?;
+        let action = if confirm { "sync.deletions.confirm" } else { "sync.deletions.dismiss" };
+        let detail = format!("run {run_id}: {} users listed", ids.len());
+        self.store().record_audit(&audit(actor, &customer.name, action, detail, &message)).await?;
+        Ok((deleted, kept))
+    }
+
+    async fn confirm_deletions(
+        &self,
+        customer: &Customer,
+        ids: &[VomoUserId],
+    ) -> Result<(usize, usize), OpsError> {
+        let runtime = self.shared.prepare(customer, Arc::new(Live::default())).await?;
+        let (deleted, kept) = runtime.delete_confirmed(ids).await?;
+        Ok((deleted, kept))
+    }
+
+    /// This process's hold on a customer for a one-shot run.
+    async fn take_lease(&self, customer: &Customer) -> Result<OpsLease, OpsError> {
+        let owner = format!("{} (cli)", self.shared.config.owner);
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(self.shared.config.lease_ttl).unwrap_or_default() * 60;
+        if self.store().acquire_lease(customer.id, &owner, now, until).await? {
+            return Ok(OpsLease { customer: customer.id, owner });
+        }
+        let holder = self
+            .store()
+            .leases()
+            .await?
+            .into_iter()
+            .find(|l| l.customer_id == customer.id)
+            .and_then(|l| l.owner)
+            .unwrap_or_default();
+        Err(OpsError::Invalid(format!(
+            "{} is being run by another process ({holder}); run this from that process's console, or stop it first",
+            customer.name
+        )))
+    }
+
     /// Pending DLQ entries, of one customer or all.
     pub async fn dlq_list(&self, name: Option<&str>) -> Result<Vec<DlqItem>, OpsError> {
         let customers = self.store().customers().await?;
@@ -296,13 +505,35 @@ pub async fn check_destination(
     name: &str,
     spec: &DestinationSpec,
     http: &reqwest::Client,
+    owned: &[String],
 ) -> Result<(), OpsError> {
     let fail =
         |reason: String| OpsError::Destination { name: name.to_owned(), shown: spec.display(), reason };
-    let destination = Destination::connect(name, spec, http).await.map_err(|e| fail(e.message))?;
+    let destination = Destination::connect(name, spec, http, owned).await.map_err(|e| fail(e.message))?;
     let checked = destination.check().await;
     destination.close().await;
     checked.map_err(|e| fail(e.message))
+}
+
+/// Write-back needs fields VOMO accepts and a destination that can detect
+/// the customer's edits (a PostgreSQL table).
+fn validate_writeback(fields: &[String], destinations: &[DestinationSpec]) -> Result<(), OpsError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let writable = crate::dest::postgres::WRITABLE;
+    if let Some(bad) = fields.iter().find(|f| !writable.contains(&f.as_str())) {
+        return Err(OpsError::Invalid(format!(
+            "--writeback {bad}: only these fields can be written back to VOMO: {}",
+            writable.join(", ")
+        )));
+    }
+    if !destinations.iter().any(|d| matches!(d, DestinationSpec::Postgres { .. })) {
+        return Err(OpsError::Invalid(
+            "--writeback needs a postgres:// destination, where the customer's edits are detected".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Names are used in commands, logs and file names: keep them plain.

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
 use super::SyncError;
+use super::detect::{Verdict, classify};
 use super::fetch::RetryPolicy;
 use crate::dest::{DestError, Destination};
 use crate::domain::{Change, ChangeKind, ContentHash, User, VomoUserId};
@@ -44,6 +45,15 @@ pub struct Counters {
     pub deleted: AtomicU64,
     pub unchanged: AtomicU64,
     pub dlq_parked: AtomicU64,
+    /// Reconciliation causes: changes the polls should have delivered.
+    pub missed_create: AtomicU64,
+    pub missed_update: AtomicU64,
+    /// Content that changed without `updated_at` moving.
+    pub drift: AtomicU64,
+    /// Differences already owned by a pending DLQ entry.
+    pub dlq_held: AtomicU64,
+    /// Rows a readable destination lost or that were changed there.
+    pub lost_downstream: AtomicU64,
 }
 
 impl Counters {
@@ -51,18 +61,39 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The counters as the run record stores them.
-    pub fn to_map(&self) -> BTreeMap<String, i64> {
+    /// The counters as the run record stores them; with `causes`, the
+    /// reconciliation causes too.
+    pub fn to_map(&self, causes: bool) -> BTreeMap<String, i64> {
         let get = |c: &AtomicU64| i64::try_from(c.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        BTreeMap::from([
+        let mut map = BTreeMap::from([
             ("users_seen".to_owned(), get(&self.users_seen)),
             ("created".to_owned(), get(&self.created)),
             ("updated".to_owned(), get(&self.updated)),
             ("deleted".to_owned(), get(&self.deleted)),
             ("unchanged".to_owned(), get(&self.unchanged)),
             ("dlq_parked".to_owned(), get(&self.dlq_parked)),
-        ])
+        ]);
+        if causes {
+            map.insert("missed_create".to_owned(), get(&self.missed_create));
+            map.insert("missed_update".to_owned(), get(&self.missed_update));
+            map.insert("drift".to_owned(), get(&self.drift));
+            map.insert("dlq_held".to_owned(), get(&self.dlq_held));
+            map.insert("lost_downstream".to_owned(), get(&self.lost_downstream));
+        }
+        map
     }
+}
+
+/// How a sink treats what it is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// Reconciliation: count causes, and ask readable destinations whether
+    /// they still hold what the mappings say they were sent.
+    pub reconcile: bool,
+    /// Detect and count only: nothing is delivered or committed.
+    pub dry_run: bool,
+    /// Keep the id of every user seen (a full scan's deletion check).
+    pub collect_seen: bool,
 }
 
 /// A change waiting for delivery, with what its mapping needs.
@@ -86,20 +117,50 @@ pub struct Sink {
 struct Batches {
     target: Arc<DeliveryTarget>,
     counters: Arc<Counters>,
+    options: SinkOptions,
     /// (destination, user) pairs with a pending DLQ entry. Batches run one
-    /// at a time, so the lock is never contended.
+    /// at a time, so the locks are never contended.
     dlq_keys: std::sync::Mutex<HashSet<(String, VomoUserId)>>,
+    seen: std::sync::Mutex<HashSet<VomoUserId>>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Sink {
-    pub async fn new(target: Arc<DeliveryTarget>, counters: Arc<Counters>) -> Result<Self, SyncError> {
+    pub async fn new(
+        target: Arc<DeliveryTarget>,
+        counters: Arc<Counters>,
+        options: SinkOptions,
+    ) -> Result<Self, SyncError> {
         let dlq_keys = target.store.pending_dlq_keys(target.customer_id).await?.into_iter().collect();
         let batches = Arc::new(Batches {
             target,
             counters: Arc::clone(&counters),
+            options,
             dlq_keys: std::sync::Mutex::new(dlq_keys),
+            seen: std::sync::Mutex::new(HashSet::new()),
         });
         Ok(Self { batches, counters, buffer: Vec::with_capacity(FLUSH_USERS + 15), in_flight: None })
+    }
+
+    /// Ids of every user seen so far (with `collect_seen`), after waiting
+    /// for the batch in flight.
+    pub async fn seen(&mut self) -> Result<HashSet<VomoUserId>, SyncError> {
+        self.flush(None).await?;
+        self.finish().await?;
+        Ok(std::mem::take(&mut *locked(&self.batches.seen)))
+    }
+
+    /// Deletes mapped users downstream (`user.deleted`) and marks their
+    /// mappings deleted, after the batch in flight.
+    pub async fn delete(&mut self, ids: &[VomoUserId]) -> Result<(), SyncError> {
+        self.finish().await?;
+        if self.batches.options.dry_run {
+            return Ok(());
+        }
+        self.batches.delete(ids).await
     }
 
     /// Adds a page's users; starts a batch when enough have gathered.
@@ -137,10 +198,19 @@ impl Sink {
 impl Batches {
     async fn process(&self, users: Vec<User>, advance_to: Option<DateTime<Utc>>) -> Result<(), SyncError> {
         let users = newest_per_user(users);
+        if self.options.collect_seen {
+            locked(&self.seen).extend(users.iter().map(|u| u.id));
+        }
         let ids: Vec<VomoUserId> = users.iter().map(|u| u.id).collect();
         let known = self.target.store.lookup_mappings(self.target.customer_id, &ids).await?;
         let now = Utc::now();
-        let (pending, quiet) = self.detect(users, known, now);
+        let (mut pending, quiet, unchanged) = self.detect(users, known, now);
+        if self.options.reconcile {
+            pending.extend(self.lost_downstream(unchanged).await);
+        }
+        if self.options.dry_run {
+            return Ok(());
+        }
         let mut writes = quiet;
         if !pending.is_empty() {
             writes.extend(self.deliver(pending, now).await?);
@@ -149,55 +219,107 @@ impl Batches {
         Ok(())
     }
 
-    /// Splits users into changes to deliver and mapping writes that need no
-    /// delivery (anonymised users never synced).
+    /// Splits users into changes to deliver, mapping writes that need no
+    /// delivery (anonymised users never synced), and users the mappings say
+    /// are up to date (with their mappings).
     fn detect(
         &self,
         users: Vec<User>,
         mut known: HashMap<VomoUserId, Mapping>,
         now: DateTime<Utc>,
-    ) -> (Vec<Pending>, Vec<MappingWrite>) {
-        let (mut pending, mut quiet) = (Vec::new(), Vec::new());
+    ) -> (Vec<Pending>, Vec<MappingWrite>, Vec<(User, Mapping)>) {
+        let (mut pending, mut quiet, mut unchanged) = (Vec::new(), Vec::new(), Vec::new());
+        let dlq_users: HashSet<VomoUserId> = locked(&self.dlq_keys).iter().map(|(_, id)| *id).collect();
+        let c = &self.counters;
         for user in users {
             let hash = user.content_hash();
             let previous = known.remove(&user.id);
-            let kind = match (&previous, user.is_anonymised()) {
-                (Some(m), true) if m.deleted_at.is_none() => Some(ChangeKind::Deleted),
-                (Some(_), true) => None,
-                (None, true) => {
-                    // Never synced, already erased: remember it, tell nobody.
+            let verdict = classify(&user, hash, previous.as_ref());
+            let (kind, cause) = match verdict {
+                Verdict::Unchanged | Verdict::Stale => {
+                    Counters::add(&c.unchanged, 1);
+                    if self.options.reconcile && dlq_users.contains(&user.id) {
+                        // The DLQ retries it; not "lost downstream".
+                        Counters::add(&c.dlq_held, 1);
+                        continue;
+                    }
+                    if let (Verdict::Unchanged, Some(mapping)) = (verdict, previous) {
+                        unchanged.push((user, mapping));
+                    }
+                    continue;
+                }
+                Verdict::ErasedUnsent => {
                     quiet.push(mapping_write(&user, hash, BTreeMap::new(), now, Some(now)));
-                    None
+                    Counters::add(&c.unchanged, 1);
+                    continue;
                 }
-                (None, false) => Some(ChangeKind::Created),
-                (Some(m), false) if m.content_hash != hash || m.deleted_at.is_some() => {
-                    Some(ChangeKind::Updated)
-                }
-                (Some(_), false) => None,
+                Verdict::Created => (ChangeKind::Created, &c.missed_create),
+                Verdict::Updated => (ChangeKind::Updated, &c.missed_update),
+                Verdict::Drifted => (ChangeKind::Updated, &c.drift),
+                Verdict::Deleted => (ChangeKind::Deleted, &c.deleted),
             };
-            let Some(kind) = kind else {
-                Counters::add(&self.counters.unchanged, 1);
-                continue;
-            };
+            if self.options.reconcile && kind != ChangeKind::Deleted {
+                Counters::add(cause, 1);
+            }
             let counter = match kind {
-                ChangeKind::Created => &self.counters.created,
-                ChangeKind::Updated => &self.counters.updated,
-                ChangeKind::Deleted => &self.counters.deleted,
+                ChangeKind::Created => &c.created,
+                ChangeKind::Updated => &c.updated,
+                ChangeKind::Deleted => &c.deleted,
             };
             Counters::add(counter, 1);
-            let (email, updated_at) = (user.email.clone(), user.updated_at);
-            let user = (kind != ChangeKind::Deleted).then_some(user);
-            let vomo_user_id =
-                previous.as_ref().map_or_else(|| user.as_ref().map_or(0, |u| u.id), |m| m.vomo_user_id);
-            pending.push(Pending {
-                change: Change { kind, vomo_user_id, user },
-                hash,
-                email,
-                updated_at,
-                previous,
-            });
+            pending.push(pending_change(kind, user, hash, previous));
         }
-        (pending, quiet)
+        (pending, quiet, unchanged)
+    }
+
+    /// Users whose mapping says "sent" but a readable destination (the
+    /// PostgreSQL table) no longer holds that version: sent again. A
+    /// destination that cannot be read now is skipped, not failed.
+    async fn lost_downstream(&self, unchanged: Vec<(User, Mapping)>) -> Vec<Pending> {
+        if unchanged.is_empty() {
+            return Vec::new();
+        }
+        let users: Vec<&User> = unchanged.iter().map(|(u, _)| u).collect();
+        let mut lost: HashSet<VomoUserId> = HashSet::new();
+        for destination in self.target.destinations.iter() {
+            match destination.missing_or_different(&users).await {
+                Ok(ids) => lost.extend(ids),
+                Err(e) => {
+                    tracing::warn!(destination = destination.name(), error = %e, "cannot read the destination back")
+                }
+            }
+        }
+        let mut pending = Vec::new();
+        for (user, mapping) in unchanged.into_iter().filter(|(u, _)| lost.contains(&u.id)) {
+            Counters::add(&self.counters.lost_downstream, 1);
+            Counters::add(&self.counters.updated, 1);
+            let hash = user.content_hash();
+            pending.push(pending_change(ChangeKind::Updated, user, hash, Some(mapping)));
+        }
+        pending
+    }
+
+    /// `user.deleted` for mapped, not yet deleted users.
+    async fn delete(&self, ids: &[VomoUserId]) -> Result<(), SyncError> {
+        let known = self.target.store.lookup_mappings(self.target.customer_id, ids).await?;
+        let pending: Vec<Pending> = known
+            .into_values()
+            .filter(|m| m.deleted_at.is_none())
+            .map(|m| Pending {
+                change: Change { kind: ChangeKind::Deleted, vomo_user_id: m.vomo_user_id, user: None },
+                hash: m.content_hash,
+                email: m.email.clone(),
+                updated_at: m.vomo_updated_at,
+                previous: Some(m),
+            })
+            .collect();
+        Counters::add(&self.counters.deleted, pending.len() as u64);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let writes = self.deliver(pending, Utc::now()).await?;
+        self.target.store.commit_window(self.target.customer_id, &writes, None).await?;
+        Ok(())
     }
 
     /// Sends the changes to every destination at once; acknowledged changes
@@ -296,6 +418,12 @@ fn newest_per_user(users: Vec<User>) -> Vec<User> {
     let mut users: Vec<User> = newest.into_values().collect();
     users.sort_by_key(|u| u.id);
     users
+}
+
+fn pending_change(kind: ChangeKind, user: User, hash: ContentHash, previous: Option<Mapping>) -> Pending {
+    let (email, updated_at, id) = (user.email.clone(), user.updated_at, user.id);
+    let user = (kind != ChangeKind::Deleted).then_some(user);
+    Pending { change: Change { kind, vomo_user_id: id, user }, hash, email, updated_at, previous }
 }
 
 fn mapping_write(

@@ -99,9 +99,10 @@ impl Shared {
         for record in self.store.destinations(customer).await? {
             let text = record.secret.as_deref().unwrap_or(&record.config);
             let spec = DestinationSpec::parse(text).map_err(|e| SyncError::Destination(e.to_string()))?;
-            let destination = Destination::connect(&record.name, &spec, &self.http)
-                .await
-                .map_err(|e| SyncError::Destination(format!("{}: {e}", record.name)))?;
+            let destination =
+                Destination::connect(&record.name, &spec, &self.http, &customer.settings.writeback_fields)
+                    .await
+                    .map_err(|e| SyncError::Destination(format!("{}: {e}", record.name)))?;
             destinations.push(destination);
         }
         Ok(CustomerRuntime {

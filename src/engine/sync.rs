@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{Budget, Priority};
 use super::clock::ServerClock;
 use super::fetch::Fetcher;
-use super::process::{Counters, DeliveryTarget, Sink};
+use super::process::{Counters, DeliveryTarget, Sink, SinkOptions};
 use super::snapshot::{EngineEvent, EventLevel};
 use super::window::{Progress, WalkSummary, Walker};
 use super::{EngineConfig, SyncError};
@@ -31,6 +31,27 @@ pub enum Mode {
     Advance,
     /// Every user up to the checkpoint again; the checkpoint stays.
     FullRewalk,
+    /// The recent past again (`lookback`), not trusting the checkpoint;
+    /// what the destinations miss is sent and counted by cause.
+    Reconcile,
+    /// Every user, then users VOMO no longer has are confirmed one by one
+    /// and deleted downstream (within the mass-deletion guard). A dry run
+    /// reports and changes nothing.
+    FullScan { dry_run: bool },
+}
+
+impl Mode {
+    fn sink_options(self) -> SinkOptions {
+        match self {
+            Self::Advance | Self::FullRewalk => SinkOptions::default(),
+            Self::Reconcile => SinkOptions { reconcile: true, ..SinkOptions::default() },
+            Self::FullScan { dry_run } => SinkOptions { reconcile: true, dry_run, collect_seen: true },
+        }
+    }
+
+    fn dry_run(self) -> bool {
+        matches!(self, Self::FullScan { dry_run: true })
+    }
 }
 
 /// Live figures of a customer's work, shared with the supervisor.
@@ -119,6 +140,42 @@ pub struct CustomerRuntime {
     pub events: broadcast::Sender<EngineEvent>,
 }
 
+/// Copies a walk's figures into the run report.
+fn record_walk(report: &mut RunReport, walked: &Walked) {
+    let summary = &walked.summary;
+    for (key, value) in [
+        ("chunks", summary.chunks),
+        ("failed_walks", summary.failed_walks),
+        ("probes_split", summary.probes_split),
+        ("unverified_accepted", summary.unverified_accepted),
+    ] {
+        report.counts.insert(key.to_owned(), i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    if let Some(sweep) = &walked.sweep {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        report.counts.insert("deletion_candidates".to_owned(), n(sweep.candidates));
+        report.counts.insert("moved_mid_scan".to_owned(), n(sweep.moved));
+        report.counts.insert("confirmed_gone".to_owned(), n(sweep.gone.len()));
+        report.counts.insert("deletion_threshold".to_owned(), n(sweep.threshold));
+        report.deletions.clone_from(&sweep.gone);
+        report.needs_confirmation = sweep.guarded;
+    }
+}
+
+/// A run's outcome and message from its report.
+fn outcome_of(report: &RunReport) -> (RunOutcome, Option<String>) {
+    if report.needs_confirmation {
+        let message = format!(
+            "{} users are gone from VOMO, above the mass-deletion guard ({}); nothing was deleted until an operator confirms",
+            report.deletions.len(),
+            report.counts.get("deletion_threshold").copied().unwrap_or(0)
+        );
+        return (RunOutcome::NeedsConfirmation, Some(message));
+    }
+    let warnings = &report.walk.warnings;
+    (RunOutcome::Ok, (!warnings.is_empty()).then(|| warnings.join("; ")))
+}
+
 /// What the open-ended first read of an advancing run found.
 enum OpenRead {
     /// The window is empty (the watermark is VOMO's present).
@@ -133,10 +190,25 @@ enum OpenRead {
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub kind: Option<RunKind>,
+    /// The run record (none for a dry run, which records nothing).
+    pub run_id: Option<crate::store::RunId>,
     pub counts: BTreeMap<String, i64>,
     pub requests: u64,
     pub window: Option<Window>,
     pub walk: WalkSummary,
+    /// Users a full scan found gone from VOMO (deleted, or waiting for
+    /// confirmation, or — in a dry run — that would be deleted).
+    pub deletions: Vec<crate::domain::VomoUserId>,
+    /// A full scan tripped the mass-deletion guard: nothing was deleted.
+    pub needs_confirmation: bool,
+}
+
+/// What a walk found beyond the counters.
+#[derive(Debug, Default)]
+pub(super) struct Walked {
+    pub window: Option<Window>,
+    pub summary: WalkSummary,
+    pub sweep: Option<super::sweep::Sweep>,
 }
 
 impl CustomerRuntime {
@@ -159,7 +231,7 @@ impl CustomerRuntime {
         cancel: &CancellationToken,
     ) -> Result<RunReport, SyncError> {
         let store = &self.target.store;
-        let run_id = store.start_run(self.customer.id, kind).await?;
+        let run_id = if mode.dry_run() { None } else { Some(store.start_run(self.customer.id, kind).await?) };
         let fetcher = Fetcher::new(
             self.client.clone(),
             Arc::clone(&self.budget),
@@ -169,33 +241,31 @@ impl CustomerRuntime {
         );
         self.begin(kind);
         let counters = Arc::new(Counters::default());
-        let result = self.walk(kind, mode, &fetcher, Arc::clone(&counters)).await;
+        let result = self.walk(kind, mode, run_id, &fetcher, Arc::clone(&counters)).await;
+        let causes = matches!(mode, Mode::Reconcile | Mode::FullScan { .. });
         let mut report = RunReport {
             kind: Some(kind),
-            counts: counters.to_map(),
+            run_id,
+            counts: counters.to_map(causes),
             requests: fetcher.requests(),
             ..RunReport::default()
         };
         let (outcome, message) = match &result {
-            Ok((window, walk)) => {
-                report.window = *window;
-                report.walk = walk.clone();
-                for (key, value) in [
-                    ("chunks", walk.chunks),
-                    ("failed_walks", walk.failed_walks),
-                    ("unverified_accepted", walk.unverified_accepted),
-                ] {
-                    report.counts.insert(key.to_owned(), i64::try_from(value).unwrap_or(i64::MAX));
-                }
-                (RunOutcome::Ok, (!walk.warnings.is_empty()).then(|| walk.warnings.join("; ")))
+            Ok(walked) => {
+                report.window = walked.window;
+                report.walk = walked.summary.clone();
+                record_walk(&mut report, walked);
+                outcome_of(&report)
             }
             Err(SyncError::Cancelled) => {
                 (RunOutcome::Aborted, Some("stopped before the window was complete".to_owned()))
             }
             Err(e) => (RunOutcome::Failed, Some(e.to_string())),
         };
-        let requests = i64::try_from(report.requests).unwrap_or(i64::MAX);
-        store.finish_run(run_id, outcome, &report.counts, requests, message.as_deref()).await?;
+        if let Some(id) = run_id {
+            let requests = i64::try_from(report.requests).unwrap_or(i64::MAX);
+            store.finish_run(id, outcome, &report.counts, requests, message.as_deref()).await?;
+        }
         self.end(&report);
         match result {
             Ok(_) => self.after_success(kind, mode, &report).await.map(|()| report),
@@ -210,11 +280,18 @@ impl CustomerRuntime {
         &self,
         kind: RunKind,
         mode: Mode,
+        run_id: Option<crate::store::RunId>,
         fetcher: &Fetcher,
         counters: Arc<Counters>,
-    ) -> Result<(Option<Window>, WalkSummary), SyncError> {
-        let mut sink = Sink::new(Arc::clone(&self.target), counters).await?;
-        let walked = self.walk_into(kind, mode, fetcher, &mut sink).await;
+    ) -> Result<Walked, SyncError> {
+        let mut sink = Sink::new(Arc::clone(&self.target), counters, mode.sink_options()).await?;
+        let walked = match self.walk_into(kind, mode, fetcher, &mut sink).await {
+            Ok((window, summary)) if matches!(mode, Mode::FullScan { .. }) && window.is_some() => {
+                let sweep = self.sweep(run_id, fetcher, &mut sink).await;
+                sweep.map(|sweep| Walked { window, summary, sweep: Some(sweep) })
+            }
+            other => other.map(|(window, summary)| Walked { window, summary, sweep: None }),
+        };
         if matches!(walked, Err(SyncError::Cancelled)) {
             // Deliver and record what was read; the checkpoint stays.
             sink.flush(None).await?;
@@ -233,7 +310,11 @@ impl CustomerRuntime {
         sink: &mut Sink,
     ) -> Result<(Option<Window>, WalkSummary), SyncError> {
         let store = &self.target.store;
-        let priority = if kind == RunKind::Backfill { Priority::Backfill } else { Priority::Poll };
+        let priority = match (kind, mode) {
+            (RunKind::Backfill, _) => Priority::Backfill,
+            (_, Mode::Reconcile | Mode::FullScan { .. }) => Priority::Reconcile,
+            _ => Priority::Poll,
+        };
         let checkpoint = store.load_checkpoint(self.customer.id).await?;
         // A window must be closed: no write may land in it after we read it.
         // VOMO's clock has whole-second precision, so the second it reports
@@ -252,9 +333,15 @@ impl CustomerRuntime {
                     OpenRead::Walk(window) => window,
                 }
             }
-            Mode::FullRewalk => {
+            Mode::FullRewalk | Mode::Reconcile | Mode::FullScan { .. } => {
                 let to = whole_second(fetcher.server_now(priority).await? - settle);
-                match Window::new(epoch(), to.min(checkpoint.watermark)) {
+                let lookback = chrono::Duration::from_std(self.config.reconcile_lookback).unwrap_or_default();
+                let window = match mode {
+                    Mode::FullRewalk => Window::new(epoch(), to.min(checkpoint.watermark)),
+                    Mode::Reconcile => Window::new((to - lookback).max(epoch()), to),
+                    _ => Window::new(epoch(), to),
+                };
+                match window {
                     Some(window) => window,
                     None => return Ok((None, WalkSummary::default())),
                 }
@@ -332,6 +419,17 @@ impl CustomerRuntime {
 
     async fn after_success(&self, kind: RunKind, mode: Mode, report: &RunReport) -> Result<(), SyncError> {
         self.live.set_error(None);
+        if report.needs_confirmation {
+            self.event(
+                EventLevel::Warn,
+                format!(
+                    "{kind}: {} users are gone from VOMO, more than the guard allows; nothing was deleted — confirm with `vomo-sync sync deletions {} --confirm {}`",
+                    report.deletions.len(),
+                    self.customer.name,
+                    report.run_id.unwrap_or_default()
+                ),
+            );
+        }
         let count = |key: &str| report.counts.get(key).copied().unwrap_or(0);
         self.event(
             EventLevel::Info,

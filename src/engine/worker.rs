@@ -181,6 +181,13 @@ pub async fn advancing_run(
 ) -> Result<Option<RunReport>, SyncError> {
     let kind = runtime.advancing_kind().await?;
     if kind != RunKind::Backfill {
+        // Customer edits go to VOMO before the poll reads VOMO's changes.
+        if let Err(e) = runtime.write_back_pass(cancel).await {
+            if matches!(e, SyncError::TokenRejected(_) | SyncError::Forbidden(_) | SyncError::Cancelled) {
+                return Err(e);
+            }
+            runtime.event(EventLevel::Error, format!("write-back failed: {e}; retried before the next poll"));
+        }
         return runtime.run(kind, Mode::Advance, cancel).await.map(Some);
     }
     if !force && !backfill_allowed_now(shared) {

@@ -192,7 +192,11 @@ async fn list_users(
     }
     let order = state.faults.order;
     let mut rng = rand::rngs::StdRng::from_rng(&mut state.rng);
-    let ids = state.world.query(caller.org, &query, order, &mut rng);
+    let mut ids = state.world.query(caller.org, &query, order, &mut rng);
+    if state.faults.hide_share > 0.0 {
+        let shown: Vec<_> = ids.iter().copied().filter(|id| !state.faults.hides(*id)).collect();
+        ids = Arc::new(shown);
+    }
     let total = ids.len();
     let start = (page - 1).saturating_mul(PER_PAGE);
     let page_ids = ids.get(start..).map_or(&[][..], |rest| &rest[..rest.len().min(PER_PAGE)]);

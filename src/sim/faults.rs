@@ -39,6 +39,9 @@ pub struct Faults {
     /// Share of mutations that create a new user instead (it lands after
     /// the window, like a volunteer signing up mid-walk).
     pub mutate_create_share: f64,
+    /// Share of users left out of every listing (a truncated listing); they
+    /// are still there by id. Which users is fixed by `seed`.
+    pub hide_share: f64,
     pub order: OrderMode,
     pub quirks: Quirks,
     /// Upsert without `role`: reset the role to VOLUNTEER (`true`, the risky
@@ -67,6 +70,16 @@ impl Faults {
             && self.truncate_rate == 0.0
             && self.html_rate == 0.0
             && self.mutate_rate == 0.0
+            && self.hide_share == 0.0
+    }
+
+    /// Whether the truncated-listing fault leaves `id` out.
+    pub fn hides(&self, id: i64) -> bool {
+        if self.hide_share <= 0.0 {
+            return false;
+        }
+        let mixed = (id as u64 ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+        (mixed as f64 / (1u64 << 53) as f64) < self.hide_share
     }
 }
 

@@ -354,6 +354,63 @@ impl Store {
             .collect()
     }
 
+    /// Offboards a customer in one transaction: the token is deleted at
+    /// once, the status and time recorded, the lease freed, the audit entry
+    /// written. Mappings, DLQ and history stay for the retention period.
+    pub async fn offboard_customer(&self, customer: &Customer, audit: &AuditEntry) -> Result<(), StoreError> {
+        let now = Utc::now();
+        with_pool!(self, |pool| async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("DELETE FROM tokens WHERE customer_id = $1").bind(customer.id).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE customers SET status = 'offboarded', status_reason = NULL, offboarded_at = $1, updated_at = $1
+                 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(customer.id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE leases SET owner = NULL, expires_at = $1 WHERE customer_id = $2")
+                .bind(epoch())
+                .bind(customer.id)
+                .execute(&mut *tx)
+                .await?;
+            super::insert_audit!(tx, audit)?;
+            tx.commit().await
+        }
+        .await)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Brings an offboarded customer back with a new token; it resumes from
+    /// its checkpoint with `status`.
+    pub async fn restore_customer(
+        &self,
+        customer: &Customer,
+        token: &ApiToken,
+        status: CustomerStatus,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.replace_token(customer, token).await?;
+        let now = Utc::now();
+        with_pool!(self, |pool| async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE customers SET status = $1, status_reason = NULL, offboarded_at = NULL, updated_at = $2
+                 WHERE id = $3",
+            )
+            .bind(status.as_str())
+            .bind(now)
+            .bind(customer.id)
+            .execute(&mut *tx)
+            .await?;
+            super::insert_audit!(tx, audit)?;
+            tx.commit().await
+        }
+        .await)
+        .map_err(|e| self.err(e))
+    }
+
     /// How many rows each table holds for a customer (what offboarding keeps
     /// and a purge removes). The audit log is counted by customer name.
     pub async fn rows_held(&self, customer: &Customer) -> Result<Vec<(&'static str, i64)>, StoreError> {
@@ -367,6 +424,7 @@ impl Store {
             ("dlq", "SELECT COUNT(*) FROM dlq WHERE customer_id = $1"),
             ("runs", "SELECT COUNT(*) FROM runs WHERE customer_id = $1"),
             ("leases", "SELECT COUNT(*) FROM leases WHERE customer_id = $1"),
+            ("pending_deletions", "SELECT COUNT(*) FROM pending_deletions WHERE customer_id = $1"),
         ] {
             let n: i64 =
                 with_pool!(self, |pool| sqlx::query_scalar(sql).bind(customer.id).fetch_one(pool).await)
@@ -391,6 +449,7 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             // Children first: correct even where foreign keys are not enforced.
             for statement in [
+                "DELETE FROM pending_deletions WHERE customer_id = $1",
                 "DELETE FROM leases WHERE customer_id = $1",
                 "DELETE FROM runs WHERE customer_id = $1",
                 "DELETE FROM dlq WHERE customer_id = $1",

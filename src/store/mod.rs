@@ -10,6 +10,7 @@
 
 pub mod crypto;
 mod customers;
+mod deletions;
 mod dlq;
 mod error;
 mod history;

@@ -35,6 +35,10 @@ pub fn engine_config() -> EngineConfig {
         reload_every: Duration::from_millis(200),
         lease_ttl: Duration::from_secs(30),
         owner: default_owner(),
+        reconcile_lookback: Duration::from_secs(26 * 3600),
+        deletion_guard_share: 0.02,
+        deletion_guard_max: 500,
+        offboard_retention: Duration::from_secs(30 * 24 * 3600),
     }
 }
 
@@ -53,7 +57,7 @@ pub async fn onboard(store: &Store, sim: &SimHandle, org: &str, name: &str, dest
         token: ApiToken::new(&sim.token(org).unwrap()).unwrap(),
         vomo_url: sim.base_url().to_owned(),
         destinations: dests.iter().map(|d| DestinationSpec::parse(d).unwrap()).collect(),
-        settings: CustomerSettings { rate_per_s: rate, poll_every_secs: 900 },
+        settings: CustomerSettings { rate_per_s: rate, poll_every_secs: 900, ..CustomerSettings::default() },
     };
     ops.onboard(&request, "tester").await.unwrap();
 }
