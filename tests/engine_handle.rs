@@ -8,6 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
+
 use common::sim_with;
 use common::sync::{assert_mirrors, engine_config, onboard, replay_jsonl, state_db};
 use vomo_sync::domain::{CustomerStatus, RunKind};
@@ -144,4 +146,102 @@ async fn at_most_the_configured_number_of_backfills_run_at_once() {
     for pair in spans.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "backfills overlapped: {spans:?}");
     }
+}
+
+/// Waits until the latest run of `kind` of customer `name` has ended (or
+/// waits for an operator).
+async fn finished_run(store: &vomo_sync::store::Store, name: &str, kind: RunKind) -> vomo_sync::store::Run {
+    let customer = store.require_customer(name).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = store.last_run_of_each_kind(customer.id).await.unwrap();
+        if let Some(run) =
+            runs.into_iter().find(|r| r.kind == kind && r.outcome != vomo_sync::domain::RunOutcome::Running)
+        {
+            return run;
+        }
+        if Instant::now() >= deadline {
+            let recent = store.recent_runs(customer.id, 10).await.unwrap();
+            panic!("no finished {kind} run: {recent:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
+    let sim = sim_with(&[("acme", 300)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = state_db(dir.path()).await;
+    let out = dir.path().join("acme.jsonl");
+    onboard(&store, &sim, "acme", "acme", &[format!("jsonl:{}", out.display())], 0.0).await;
+    // Reconcile every 2 s (scheduled by the worker itself).
+    let mut state =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("state.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("UPDATE customers SET settings = json_set(settings, '$.reconcile_every_secs', 2)")
+        .execute(&mut state)
+        .await
+        .unwrap();
+    let handle = Engine::start(store.clone(), engine_config()).await.unwrap();
+    until(&handle, "backfill done", |s| {
+        s.customer("acme").is_some_and(|c| c.status == CustomerStatus::Active)
+    })
+    .await;
+    let reconcile = finished_run(&store, "acme", RunKind::Reconcile).await;
+    assert_eq!(reconcile.outcome, vomo_sync::domain::RunOutcome::Ok, "{reconcile:?}");
+
+    // A sweep on command finds a hard-deleted user; polls are not blocked.
+    let gone = sim.users("acme").unwrap()[7].id;
+    sim.delete_user(gone).unwrap();
+    sim.set_faults(vomo_sync::sim::Faults { latency_ms: 30, ..Default::default() });
+    let reply =
+        handle.send(Command::DeletionSweep { customer: "acme".into(), dry_run: false }, "tester").await;
+    assert_eq!(reply, Ok("full scan started".into()));
+    let busy = handle.send(Command::Reconcile { customer: "acme".into() }, "tester").await;
+    assert!(busy.as_ref().is_err_and(|e| e.contains("full scan is running")), "one at a time: {busy:?}");
+    let poll = handle.send(Command::PollNow { customer: "acme".into() }, "tester").await;
+    assert_eq!(poll, Ok("poll started".into()), "polls go on beside it");
+    let sweep = finished_run(&store, "acme", RunKind::Deletions).await;
+    assert_eq!(sweep.counts["confirmed_gone"], 1, "{sweep:?}");
+    assert!(replay_jsonl(&out)[&gone].is_none(), "deleted downstream");
+    sim.set_faults(vomo_sync::sim::Faults::default());
+
+    // A mass disappearance waits; confirmed from the engine it deletes
+    // only what VOMO confirms.
+    sim.set_faults(vomo_sync::sim::Faults { seed: 5, hide_share: 0.3, ..Default::default() });
+    handle.send(Command::DeletionSweep { customer: "acme".into(), dry_run: false }, "tester").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let run = finished_run(&store, "acme", RunKind::Deletions).await;
+        if run.outcome == vomo_sync::domain::RunOutcome::NeedsConfirmation {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the guard did not trip");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reply = handle
+        .send(Command::SettleDeletions { customer: "acme".into(), run: waiting.id, confirm: true }, "tester")
+        .await;
+    assert_eq!(reply, Ok("deletion confirmation started".into()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.run(waiting.id).await.unwrap().unwrap().outcome != vomo_sync::domain::RunOutcome::Confirmed {
+        assert!(Instant::now() < deadline, "not confirmed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = store.run(waiting.id).await.unwrap().unwrap();
+    assert_eq!(settled.counts["deleted"], 0, "every listed user still exists: {settled:?}");
+
+    // Offboarding stops the worker and deletes the token at once.
+    sim.set_faults(vomo_sync::sim::Faults::default());
+    let reply = handle.send(Command::Offboard { customer: "acme".into(), purge: false }, "tester").await;
+    assert!(reply.as_ref().is_ok_and(|r| r.contains("offboarded")), "{reply:?}");
+    let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&mut state).await.unwrap();
+    assert_eq!(tokens, 0);
+    until(&handle, "the worker stopped", |s| {
+        s.customer("acme").is_some_and(|c| c.status == CustomerStatus::Offboarded && !c.owned_here)
+    })
+    .await;
+    handle.shutdown().await;
 }

@@ -44,7 +44,13 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
 async fn offboard(name: &str, purge: bool, yes: bool, config: &Config) -> anyhow::Result<ExitCode> {
     let ops = open_ops(config, false).await?;
     let held = ops.offboard_plan(name).await?;
-    let rows: Vec<String> = held.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{n} {t}")).collect();
+    // What stays for the retention period (or goes with --purge): the token
+    // goes at once, leases are bookkeeping, the audit log always stays.
+    let rows: Vec<String> = held
+        .iter()
+        .filter(|(table, n)| *n > 0 && !["tokens", "leases", "audit_log", "customers"].contains(table))
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
     if !yes {
         let retention = humantime::format_duration(config.sync.offboard_retention);
         println!("Offboarding {name} would:");

@@ -45,6 +45,15 @@ pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCo
             let more = report.deletions.len().saturating_sub(20);
             let list =
                 if more > 0 { format!("{} and {more} more", listed.join(", ")) } else { listed.join(", ") };
+            if report.needs_confirmation && dry_run {
+                println!(
+                    "{name}: {} users are gone from VOMO's listing, above the guard of {}: a real sweep would \
+                     delete nothing and wait for an operator's confirmation. Dry run, nothing changed.\nUsers: {list}",
+                    report.deletions.len(),
+                    count("deletion_threshold"),
+                );
+                return Ok(ExitCode::from(EXIT_NEEDS_CONFIRMATION));
+            }
             if report.needs_confirmation {
                 println!(
                     "{name}: {} users are gone from VOMO's listing, above the guard of {}; nothing was deleted.\n\

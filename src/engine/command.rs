@@ -1,7 +1,7 @@
 //! The only way into a running engine: commands from front ends, each
 //! answered with a one-line result for the operator.
 
-use crate::store::DlqId;
+use crate::store::{DlqId, RunId};
 
 /// Something an operator asks the engine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,27 @@ pub enum Command {
         customer: String,
         id: Option<DlqId>,
     },
+    /// Reconcile the recent past now (in the background; polls go on).
+    Reconcile {
+        customer: String,
+    },
+    /// Scan every user for deletions and drift now (in the background).
+    DeletionSweep {
+        customer: String,
+        dry_run: bool,
+    },
+    /// Carry out (`confirm`) or drop a sweep the mass-deletion guard stopped.
+    SettleDeletions {
+        customer: String,
+        run: RunId,
+        confirm: bool,
+    },
+    /// Stop the customer, delete its token, keep (or with `purge`, remove)
+    /// its state.
+    Offboard {
+        customer: String,
+        purge: bool,
+    },
     Pause {
         customer: String,
     },
@@ -36,6 +57,10 @@ impl Command {
             Self::Backfill { customer }
             | Self::PollNow { customer }
             | Self::RetryDlq { customer, .. }
+            | Self::Reconcile { customer }
+            | Self::DeletionSweep { customer, .. }
+            | Self::SettleDeletions { customer, .. }
+            | Self::Offboard { customer, .. }
             | Self::Pause { customer }
             | Self::Resume { customer } => Some(customer),
             Self::Reload => None,
@@ -48,10 +73,23 @@ impl Command {
             Self::Backfill { .. } => "sync.backfill",
             Self::PollNow { .. } => "sync.poll",
             Self::RetryDlq { .. } => "dlq.retry",
+            Self::Reconcile { .. } => "sync.reconcile",
+            Self::DeletionSweep { dry_run: true, .. } => "sync.deletions.dry_run",
+            Self::DeletionSweep { .. } => "sync.deletions",
+            Self::SettleDeletions { confirm: true, .. } => "sync.deletions.confirm",
+            Self::SettleDeletions { .. } => "sync.deletions.dismiss",
+            Self::Offboard { .. } => "customer.offboard",
             Self::Pause { .. } => "customer.pause",
             Self::Resume { .. } => "customer.resume",
             Self::Reload => "engine.reload",
         }
+    }
+}
+
+impl Command {
+    /// Commands whose action writes its own, more precise audit entry.
+    pub fn audits_itself(&self) -> bool {
+        matches!(self, Self::SettleDeletions { .. } | Self::Offboard { .. })
     }
 }
 

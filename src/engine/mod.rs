@@ -19,6 +19,7 @@ mod fetch;
 pub mod once;
 pub mod ops;
 mod process;
+mod settle;
 mod snapshot;
 mod supervisor;
 mod sweep;

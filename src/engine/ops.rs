@@ -10,13 +10,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::dlq_retry::{RetryReport, Selection};
+use super::settle;
 use super::snapshot::{CustomerSnapshot, build_customer};
 use super::supervisor::Shared;
 use super::sync::Live;
 use super::sync::{Mode, RunReport};
 use super::{EngineConfig, SyncError};
 use crate::dest::{Destination, DestinationSpec, default_names};
-use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, RunKind, RunOutcome, VomoUserId, epoch};
+use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, RunKind, VomoUserId, epoch};
 use crate::store::{
     AuditEntry, Customer, DlqEntry, DlqId, NewCustomer, NewDestination, RunId, Store, StoreError,
 };
@@ -46,6 +47,15 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+}
+
+impl From<settle::SettleError> for OpsError {
+    fn from(e: settle::SettleError) -> Self {
+        match e {
+            settle::SettleError::Invalid(message) => Self::Invalid(message),
+            settle::SettleError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 /// What onboarding needs.
@@ -103,6 +113,11 @@ pub struct Ops {
 impl Ops {
     pub fn new(store: Store, config: EngineConfig) -> Result<Self, OpsError> {
         Ok(Self { shared: Shared::new(store, config)? })
+    }
+
+    /// Actions inside a running engine, sharing its HTTP client and budgets.
+    pub(super) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     fn store(&self) -> &Store {
@@ -351,38 +366,17 @@ impl Ops {
         confirm: bool,
         actor: &str,
     ) -> Result<(usize, usize), OpsError> {
-        let run =
-            self.store().run(run_id).await?.ok_or_else(|| OpsError::Invalid(format!("no run {run_id}")))?;
-        if run.kind != RunKind::Deletions || run.outcome != RunOutcome::NeedsConfirmation {
-            return Err(OpsError::Invalid(format!(
-                "run {run_id} is a {} run that is {}, not a deletion sweep waiting for confirmation",
-                run.kind, run.outcome
-            )));
-        }
-        let customer = self
-            .store()
-            .customer_by_id(run.customer_id)
-            .await?
-            .ok_or_else(|| OpsError::Invalid(format!("run {run_id}'s customer is gone")))?;
-        let ids = self.store().pending_deletions(run_id).await?;
-        let (deleted, kept) = if confirm {
-            let lease = self.take_lease(&customer).await?;
-            let result = self.confirm_deletions(&customer, &ids).await;
+        let waiting = settle::waiting(self.store(), run_id).await?;
+        let result = if confirm {
+            let lease = self.take_lease(&waiting.customer).await?;
+            let result = self.confirm_deletions(&waiting.customer, &waiting.ids).await;
             lease.release(self.store()).await;
             result?
         } else {
-            (0, ids.len())
+            (0, waiting.ids.len())
         };
-        let outcome = if confirm { RunOutcome::Confirmed } else { RunOutcome::Dismissed };
-        let message = format!("{} by {actor}: {deleted} deleted, {kept} kept", outcome.as_str());
-        let mut counts = run.counts.clone();
-        counts.insert("deleted".to_owned(), i64::try_from(deleted).unwrap_or(i64::MAX));
-        self.store().finish_run(run_id, outcome, &counts, run.requests_used, Some(&message)).await?;
-        self.store().clear_pending_deletions(run_id).await?;
-        let action = if confirm { "sync.deletions.confirm" } else { "sync.deletions.dismiss" };
-        let detail = format!("run {run_id}: {} users listed", ids.len());
-        self.store().record_audit(&audit(actor, &customer.name, action, detail, &message)).await?;
-        Ok((deleted, kept))
+        settle::record(self.store(), &waiting, confirm, result, actor).await?;
+        Ok(result)
     }
 
     async fn confirm_deletions(
@@ -391,8 +385,7 @@ impl Ops {
         ids: &[VomoUserId],
     ) -> Result<(usize, usize), OpsError> {
         let runtime = self.shared.prepare(customer, Arc::new(Live::default())).await?;
-        let (deleted, kept) = runtime.delete_confirmed(ids).await?;
-        Ok((deleted, kept))
+        Ok(runtime.delete_confirmed(ids).await?)
     }
 
     /// This process's hold on a customer for a one-shot run.

@@ -46,6 +46,8 @@ pub struct CustomerSnapshot {
     pub token: Option<TokenView>,
     pub dlq: DlqView,
     pub current: Option<RunProgress>,
+    /// A reconciliation or full scan running beside the polls.
+    pub background: Option<RunProgress>,
     pub last_runs: Vec<RunView>,
     pub next_poll_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -158,14 +160,18 @@ pub(super) fn build_customer(
     use std::sync::atomic::Ordering;
     let watermark = overview.and_then(|o| o.watermark).unwrap_or_else(crate::domain::epoch);
     let now = server_now.unwrap_or_else(Utc::now);
-    let current = live.current().map(|(kind, started_at)| RunProgress {
-        kind,
-        started_at,
-        pages: live.progress.pages.load(Ordering::Relaxed),
-        users: live.progress.users.load(Ordering::Relaxed),
-        total: live.progress.total.load(Ordering::Relaxed),
-        requests: 0,
-    });
+    let progress_of = |live: &super::sync::Live| {
+        live.current().map(|(kind, started_at)| RunProgress {
+            kind,
+            started_at,
+            pages: live.progress.pages.load(Ordering::Relaxed),
+            users: live.progress.users.load(Ordering::Relaxed),
+            total: live.progress.total.load(Ordering::Relaxed),
+            requests: 0,
+        })
+    };
+    let current = progress_of(live);
+    let background = live.background().and_then(|b| progress_of(&b));
     let stalled = current.is_some() && live.last_progress().is_some_and(|at| at.elapsed() > stall_after);
     let budget = budget.map_or(
         BudgetView {
@@ -197,6 +203,7 @@ pub(super) fn build_customer(
             oldest: o.dlq.oldest,
         }),
         current,
+        background,
         last_runs: overview.map_or_else(Vec::new, |o| {
             o.last_runs
                 .iter()

@@ -22,7 +22,7 @@ use super::dlq_retry::Selection;
 use super::process::DeliveryTarget;
 use super::snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel};
 use super::sync::{CustomerRuntime, Live, RunReport};
-use super::worker::{self, WorkerEnd, WorkerMsg};
+use super::worker::{self, Job, WorkerEnd, WorkerMsg};
 use super::{EngineConfig, SyncError};
 use crate::dest::{Destination, DestinationSpec};
 use crate::domain::CustomerStatus;
@@ -35,6 +35,8 @@ const COUNTS_EVERY: Duration = Duration::from_secs(30);
 const STALL_AFTER: Duration = Duration::from_secs(300);
 /// How long shutdown waits for workers to finish their page.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+/// How often customers past their offboarding retention are purged.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 
 /// What every worker shares.
 pub struct Shared {
@@ -232,6 +234,8 @@ impl Supervisor {
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -241,6 +245,7 @@ impl Supervisor {
                 },
                 _ = reload.tick() => self.reconcile().await,
                 _ = tick.tick() => self.publish(),
+                _ = housekeeping.tick() => self.purge_expired().await,
             }
         }
         self.stop_all().await;
@@ -380,7 +385,7 @@ impl Supervisor {
 
     async fn command(&mut self, envelope: Envelope) {
         let Envelope { command, actor, reply } = envelope;
-        let result = self.execute(&command).await;
+        let result = self.execute(&command, &actor).await;
         let customer = command.customer().map(str::to_owned);
         let audit = AuditEntry {
             at: Utc::now(),
@@ -394,7 +399,8 @@ impl Supervisor {
                 Err(e) => format!("refused: {e}"),
             },
         };
-        if let Err(e) = self.shared.store.record_audit(&audit).await {
+        let audited = command.audits_itself() && result.is_ok();
+        if !audited && let Err(e) = self.shared.store.record_audit(&audit).await {
             tracing::error!(error = %e, "cannot write the audit log");
         }
         let level = if result.is_ok() { EventLevel::Info } else { EventLevel::Warn };
@@ -422,7 +428,7 @@ impl Supervisor {
         }
     }
 
-    async fn execute(&mut self, command: &Command) -> Result<Pending, String> {
+    async fn execute(&mut self, command: &Command, actor: &str) -> Result<Pending, String> {
         if let Command::Reload = command {
             self.reconcile().await;
             return Ok(Pending::Done("customers reloaded".into()));
@@ -444,6 +450,17 @@ impl Supervisor {
             Command::RetryDlq { id, .. } => {
                 WorkerMsg::RetryDlq(id.map_or(Selection::All, |id| Selection::Ids(vec![id])), tx)
             }
+            Command::Reconcile { .. } => WorkerMsg::Background(Job::Reconcile, tx),
+            Command::DeletionSweep { dry_run, .. } => {
+                WorkerMsg::Background(Job::FullScan { dry_run: *dry_run }, tx)
+            }
+            Command::SettleDeletions { run, confirm, .. } => WorkerMsg::Background(
+                Job::Settle { waiting_run: *run, confirm: *confirm, actor: actor.to_owned() },
+                tx,
+            ),
+            Command::Offboard { purge, .. } => {
+                return self.offboard(&customer, *purge, actor).await.map(Pending::Done);
+            }
             Command::Reload => return Ok(Pending::Done(String::new())),
         };
         let slot = self
@@ -452,6 +469,36 @@ impl Supervisor {
             .ok_or_else(|| format!("{name} is not running in this process (status {})", customer.status))?;
         slot.inbox.send(message).await.map_err(|_| format!("{name}'s worker has stopped"))?;
         Ok(Pending::Forwarded(rx))
+    }
+
+    /// Stops the customer's worker first (its runs end cleanly and give
+    /// the lease back), then offboards it.
+    async fn offboard(&mut self, customer: &Customer, purge: bool, actor: &str) -> Result<String, String> {
+        self.stop(customer.id).await;
+        let ops = super::ops::Ops::from_shared(Arc::clone(&self.shared));
+        ops.offboard(&customer.name, purge, actor).await.map_err(|e| e.to_string())?;
+        self.reconcile().await;
+        let retention = humantime::format_duration(self.shared.config.offboard_retention);
+        Ok(if purge {
+            format!("{} offboarded and purged (the audit log keeps its history)", customer.name)
+        } else {
+            format!("{} offboarded: token deleted; its state is kept for {retention}", customer.name)
+        })
+    }
+
+    /// Removes the state of customers offboarded longer than the retention.
+    async fn purge_expired(&self) {
+        let ops = super::ops::Ops::from_shared(Arc::clone(&self.shared));
+        match ops.purge_expired().await {
+            Ok(purged) => {
+                for name in purged {
+                    self.shared.event(Some(&name), EventLevel::Info, "retention period over: state purged");
+                }
+            }
+            Err(e) => {
+                self.shared.event(None, EventLevel::Error, format!("cannot purge expired customers: {e}"))
+            }
+        }
     }
 
     async fn pause(&mut self, customer: &Customer, pause: bool) -> Result<String, String> {

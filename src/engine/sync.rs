@@ -69,6 +69,9 @@ pub struct Live {
     pub last_progress: std::sync::Mutex<Option<Instant>>,
     /// (time, users read so far) samples for the throughput figure.
     pub samples: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+    /// The figures of a reconciliation or full scan running beside the
+    /// polls, while it runs.
+    pub background: std::sync::Mutex<Option<Arc<Live>>>,
 }
 
 fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +97,14 @@ impl Live {
 
     pub fn set_next_poll(&self, at: Option<DateTime<Utc>>) {
         *locked(&self.next_poll_at) = at;
+    }
+
+    pub fn background(&self) -> Option<Arc<Live>> {
+        locked(&self.background).clone()
+    }
+
+    pub fn set_background(&self, live: Option<Arc<Live>>) {
+        *locked(&self.background) = live;
     }
 
     pub fn last_progress(&self) -> Option<Instant> {
@@ -129,6 +140,7 @@ impl Live {
 }
 
 /// Everything a run of one customer needs.
+#[derive(Clone)]
 pub struct CustomerRuntime {
     pub customer: Customer,
     pub client: VomoClient,

@@ -1,8 +1,11 @@
 //! One customer's task: prepares the customer's VOMO client, budget and
 //! destinations, then loops over its schedule — the backfill (under the
 //! concurrency cap and the allowed hours), polls every interval (jittered so
-//! customers spread out), automatic DLQ retries — and the operator's
-//! commands. A rejected token ends the task at once: no retry loop.
+//! customers spread out), automatic DLQ retries, the daily reconciliation
+//! and the weekly full scan — and the operator's commands. Reconciliations,
+//! full scans and confirmed deletions run in the background, one at a time,
+//! so polls go on meanwhile. A rejected token ends the task at once: no
+//! retry loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use rand::RngExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::command::CommandReply;
@@ -25,7 +29,36 @@ pub enum WorkerMsg {
     PollNow(oneshot::Sender<CommandReply>),
     Backfill(oneshot::Sender<CommandReply>),
     RetryDlq(Selection, oneshot::Sender<CommandReply>),
+    Background(Job, oneshot::Sender<CommandReply>),
 }
+
+/// Work that runs beside the polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    Reconcile,
+    FullScan {
+        dry_run: bool,
+    },
+    /// An operator's answer to a guarded sweep.
+    Settle {
+        waiting_run: crate::store::RunId,
+        confirm: bool,
+        actor: String,
+    },
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Reconcile => "reconciliation",
+            Self::FullScan { .. } => "full scan",
+            Self::Settle { .. } => "deletion confirmation",
+        }
+    }
+}
+
+/// The background job in flight, if any.
+type Background = Option<(&'static str, JoinHandle<Result<String, SyncError>>)>;
 
 /// Longest pause after a failed run before trying again.
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -50,18 +83,39 @@ pub async fn run(
     let Some(runtime) = prepare_until_ready(&shared, &customer, &live, &cancel).await else {
         return WorkerEnd::Stopped;
     };
+    let runtime = Arc::new(runtime);
     let interval = Duration::from_secs(customer.settings.poll_every_secs.max(1));
-    let mut schedule =
-        Schedule { next_poll: first_poll(&runtime, interval).await, failures: 0, force_backfill: false };
+    let (next_reconcile, next_scan) = audit_schedule(&shared, &customer).await;
+    let mut schedule = Schedule {
+        next_poll: first_poll(&runtime, interval).await,
+        failures: 0,
+        force_backfill: false,
+        next_reconcile,
+        next_scan,
+    };
+    let mut background: Background = None;
     loop {
         live.set_next_poll(Some(schedule.next_poll));
         let next_dlq = shared.store.next_dlq_retry_at(customer.id).await.ok().flatten();
-        let wake = next_dlq.map_or(schedule.next_poll, |d| d.min(schedule.next_poll));
+        let wake =
+            [Some(schedule.next_poll), next_dlq, Some(schedule.next_reconcile), Some(schedule.next_scan)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(schedule.next_poll);
         let sleep = (wake - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
-            () = cancel.cancelled() => return WorkerEnd::Stopped,
+            () = cancel.cancelled() => return stop_background(background).await,
+            finished = join_background(&mut background) => {
+                if let Some(end) = background_done(&runtime, finished) {
+                    return end;
+                }
+            }
             message = inbox.recv() => match message {
-                None => return WorkerEnd::Stopped,
+                None => return stop_background(background).await,
+                Some(WorkerMsg::Background(job, reply)) => {
+                    let _ = reply.send(start_background(&runtime, &mut background, job, &cancel));
+                }
                 Some(message) => {
                     if let Some(end) = handle(&runtime, &mut schedule, message, &cancel).await {
                         return end;
@@ -69,6 +123,7 @@ pub async fn run(
                 }
             },
             () = tokio::time::sleep(sleep) => {
+                start_due_audits(&runtime, &mut schedule, &mut background, &cancel).await;
                 if Utc::now() >= schedule.next_poll
                     && let Some(end) = sync_when_due(&shared, &runtime, &mut schedule, interval, &cancel).await
                 {
@@ -88,6 +143,172 @@ struct Schedule {
     next_poll: DateTime<Utc>,
     failures: u32,
     force_backfill: bool,
+    next_reconcile: DateTime<Utc>,
+    next_scan: DateTime<Utc>,
+}
+
+/// When the next reconciliation and full scan are due: one interval after
+/// the last one started, or after onboarding — so restarts do not postpone
+/// them.
+async fn audit_schedule(shared: &Shared, customer: &Customer) -> (DateTime<Utc>, DateTime<Utc>) {
+    let last = shared.store.last_run_of_each_kind(customer.id).await.unwrap_or_default();
+    let due = |kind: RunKind, every_secs: u64| {
+        let since = last.iter().find(|r| r.kind == kind).map_or(customer.created_at, |r| r.started_at);
+        since + chrono::Duration::seconds(i64::try_from(every_secs.max(1)).unwrap_or(i64::MAX / 2))
+    };
+    (
+        due(RunKind::Reconcile, customer.settings.reconcile_every_secs),
+        due(RunKind::Deletions, customer.settings.deletion_scan_every_secs),
+    )
+}
+
+/// Starts the scheduled reconciliation or full scan when due (once the
+/// backfill is done; the full scan first, as it covers a reconciliation).
+async fn start_due_audits(
+    runtime: &Arc<CustomerRuntime>,
+    schedule: &mut Schedule,
+    background: &mut Background,
+    cancel: &CancellationToken,
+) {
+    let now = Utc::now();
+    let settings = &runtime.customer.settings;
+    let every = |secs: u64| chrono::Duration::seconds(i64::try_from(secs.max(1)).unwrap_or(i64::MAX / 2));
+    let job = if now >= schedule.next_scan {
+        schedule.next_scan = now + every(settings.deletion_scan_every_secs);
+        schedule.next_reconcile = schedule.next_reconcile.max(now + every(settings.reconcile_every_secs));
+        Job::FullScan { dry_run: false }
+    } else if now >= schedule.next_reconcile {
+        schedule.next_reconcile = now + every(settings.reconcile_every_secs);
+        Job::Reconcile
+    } else {
+        return;
+    };
+    if !matches!(runtime.advancing_kind().await, Ok(RunKind::Poll)) {
+        return; // still backfilling: the backfill is the audit
+    }
+    if let Err(why) = start_background(runtime, background, job, cancel) {
+        runtime.event(EventLevel::Info, format!("scheduled run skipped: {why}"));
+    }
+}
+
+/// Starts `job` beside the polls, unless one is running already.
+fn start_background(
+    runtime: &Arc<CustomerRuntime>,
+    background: &mut Background,
+    job: Job,
+    cancel: &CancellationToken,
+) -> CommandReply {
+    if let Some((running, _)) = background {
+        return Err(format!(
+            "a {running} is running for {}; try again when it is done",
+            runtime.customer.name
+        ));
+    }
+    let name = job.name();
+    // Its own live figures, so the poll's progress stays readable; the
+    // console finds them through the customer's.
+    let live = Arc::new(Live::default());
+    runtime.live.set_background(Some(Arc::clone(&live)));
+    let mut copy = CustomerRuntime::clone(runtime);
+    copy.live = live;
+    let (main_live, cancel) = (Arc::clone(&runtime.live), cancel.child_token());
+    let task = tokio::spawn(async move {
+        let result = run_job(&copy, job, &cancel).await;
+        main_live.set_background(None);
+        result
+    });
+    *background = Some((name, task));
+    Ok(format!("{name} started"))
+}
+
+async fn run_job(
+    runtime: &CustomerRuntime,
+    job: Job,
+    cancel: &CancellationToken,
+) -> Result<String, SyncError> {
+    match job {
+        Job::Reconcile => {
+            let report = runtime.run(RunKind::Reconcile, Mode::Reconcile, cancel).await?;
+            Ok(format!(
+                "reconciliation done: {}",
+                summary(&report, &["missed_create", "missed_update", "drift", "lost_downstream", "dlq_held"])
+            ))
+        }
+        Job::FullScan { dry_run } => {
+            let report = runtime.run(RunKind::Deletions, Mode::FullScan { dry_run }, cancel).await?;
+            if report.needs_confirmation {
+                return Ok(format!(
+                    "full scan stopped at the mass-deletion guard: {} users listed; run {} waits for confirmation",
+                    report.deletions.len(),
+                    report.run_id.unwrap_or_default()
+                ));
+            }
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            Ok(format!(
+                "full scan done: {verb} {}, {}",
+                report.deletions.len(),
+                summary(&report, &["moved_mid_scan", "drift"])
+            ))
+        }
+        Job::Settle { waiting_run, confirm, actor } => {
+            let store = &runtime.target.store;
+            let waiting = super::settle::waiting(store, waiting_run)
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            if waiting.customer.id != runtime.customer.id {
+                return Err(SyncError::Internal(format!(
+                    "run {waiting_run} belongs to {}",
+                    waiting.customer.name
+                )));
+            }
+            let result =
+                if confirm { runtime.delete_confirmed(&waiting.ids).await? } else { (0, waiting.ids.len()) };
+            Ok(super::settle::record(store, &waiting, confirm, result, &actor).await?)
+        }
+    }
+}
+
+fn summary(report: &RunReport, keys: &[&str]) -> String {
+    let mut parts: Vec<String> =
+        keys.iter().map(|k| format!("{k} {}", report.counts.get(*k).copied().unwrap_or(0))).collect();
+    parts.push(format!("{} requests", report.requests));
+    parts.join(", ")
+}
+
+/// Waits for the background job; pending forever when there is none.
+async fn join_background(background: &mut Background) -> Result<String, SyncError> {
+    let Some((_, task)) = background.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result =
+        task.await.unwrap_or_else(|e| Err(SyncError::Internal(format!("background run failed: {e}"))));
+    *background = None;
+    result
+}
+
+/// Reports a finished background job; a token failure ends the worker.
+fn background_done(runtime: &CustomerRuntime, finished: Result<String, SyncError>) -> Option<WorkerEnd> {
+    match finished {
+        Ok(text) => {
+            runtime.event(EventLevel::Info, text);
+            None
+        }
+        Err(e @ (SyncError::TokenRejected(_) | SyncError::Forbidden(_))) => {
+            Some(WorkerEnd::TokenProblem(e.to_string()))
+        }
+        Err(SyncError::Cancelled) => None,
+        // The run already recorded and announced its failure.
+        Err(_) => None,
+    }
+}
+
+/// On stop, the background job is cancelled (it shares the worker's
+/// token) and waited for, so what it read is committed or dropped whole.
+async fn stop_background(background: Background) -> WorkerEnd {
+    if let Some((_, task)) = background {
+        let _ = task.await;
+    }
+    WorkerEnd::Stopped
 }
 
 /// Builds the runtime, retrying while a destination or the state DB is down.
@@ -214,7 +435,7 @@ fn jittered(interval: Duration) -> chrono::Duration {
 }
 
 async fn handle(
-    runtime: &CustomerRuntime,
+    runtime: &Arc<CustomerRuntime>,
     schedule: &mut Schedule,
     message: WorkerMsg,
     cancel: &CancellationToken,
@@ -252,6 +473,10 @@ async fn handle(
                 )
             });
             let _ = reply.send(result.map_err(|e| e.to_string()));
+            None
+        }
+        WorkerMsg::Background(_, reply) => {
+            let _ = reply.send(Err("internal: background jobs are started by the worker loop".into()));
             None
         }
     }
