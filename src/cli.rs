@@ -62,6 +62,38 @@ pub enum Command {
     /// Run a reconciliation or a deletion sweep now.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// The operations console, hosting the sync engine (the default in a terminal).
+    Console(ConsoleArgs),
+    /// A self-contained demo: a simulated VOMO, three demo customers, live edits, the console.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConsoleArgs {
+    /// Observe only: every action that changes something is hidden and refused.
+    #[arg(long)]
+    pub readonly: bool,
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long)]
+    pub no_color: bool,
+    /// `dark` or `light` (default: console.theme of the config).
+    #[arg(long, value_name = "THEME", value_parser = ["dark", "light"])]
+    pub theme: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Run the demo engine without the console, until SIGTERM/SIGINT.
+    #[arg(long)]
+    pub headless: bool,
+    /// Also write every demo customer to this destination (e.g. a postgres:// URL). Repeatable.
+    #[arg(long = "dest", value_name = "SPEC")]
+    pub destinations: Vec<String>,
+    /// Users of the three demo customers.
+    #[arg(long, value_name = "N,N,N", value_delimiter = ',', default_values_t = [500, 5000, 50000])]
+    pub users: Vec<usize>,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 }
 
 #[derive(Debug, Subcommand)]

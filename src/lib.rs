@@ -12,4 +12,5 @@ pub mod headless;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod tui;
 pub mod vomo;

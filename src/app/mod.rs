@@ -2,7 +2,9 @@
 //! logging, running process. One file per command group; this file picks the
 //! command and maps its outcome to an exit code.
 
+mod console;
 mod customer;
+mod demo;
 mod dlq;
 mod run;
 mod simulate;
@@ -29,12 +31,24 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        return ExitCode::from(EXIT_USAGE);
+    use std::io::IsTerminal;
+    // In a terminal, no subcommand means the console.
+    let command = match cli.command {
+        Some(command) => command,
+        None if std::io::stdout().is_terminal() => Command::Console(crate::cli::ConsoleArgs::default()),
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
-    let _telemetry = match telemetry::init(&config.log, LogTarget::Stderr) {
+    // The console owns the screen: its logs go to a file.
+    let target = match &command {
+        Command::Console(_) => LogTarget::File,
+        Command::Demo(args) if !args.headless => LogTarget::File,
+        _ => LogTarget::Stderr,
+    };
+    let _telemetry = match telemetry::init(&config.log, target) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e}");
@@ -74,6 +88,8 @@ async fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Headless(args) => run::headless(&args, config).await,
         Command::Status(args) => run::status(&args, config).await,
         Command::Sync(command) => sync::run(command, config).await,
+        Command::Console(args) => console::run(&args, config).await,
+        Command::Demo(args) => demo::run(&args, config).await,
     }
 }
 
@@ -90,6 +106,17 @@ pub(crate) async fn open_store(config: &Config, create_key: bool) -> anyhow::Res
 pub(crate) async fn open_ops(config: &Config, create_key: bool) -> anyhow::Result<Ops> {
     let store = open_store(config, create_key).await?;
     Ok(Ops::new(store, EngineConfig::from_config(config))?)
+}
+
+/// Settings of customers onboarded without flags (the console's form).
+pub(crate) fn default_settings(config: &Config) -> crate::domain::CustomerSettings {
+    crate::domain::CustomerSettings {
+        rate_per_s: config.sync.rate,
+        poll_every_secs: config.sync.poll_every.as_secs().max(1),
+        reconcile_every_secs: config.sync.reconcile_every.as_secs().max(60),
+        deletion_scan_every_secs: config.sync.deletion_scan_every.as_secs().max(60),
+        writeback_fields: Vec::new(),
+    }
 }
 
 /// Prints rows under headers, columns padded to their widest cell.

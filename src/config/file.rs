@@ -25,6 +25,16 @@ pub struct FileConfig {
     pub sync: SyncSection,
     #[serde(default)]
     pub headless: HeadlessSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    pub theme: Option<String>,
+    /// Action name → key.
+    pub keys: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -207,6 +217,10 @@ impl FileConfig {
                 offboard_retention: other.sync.offboard_retention.or(self.sync.offboard_retention),
             },
             headless: HeadlessSection { listen: other.headless.listen.or(self.headless.listen) },
+            console: ConsoleSection {
+                theme: other.console.theme.or(self.console.theme),
+                keys: other.console.keys.or(self.console.keys),
+            },
         }
     }
 }

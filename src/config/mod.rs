@@ -244,6 +244,15 @@ pub struct HeadlessSettings {
     pub listen: std::net::SocketAddr,
 }
 
+/// Settings of the console.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleSettings {
+    /// `dark` or `light`.
+    pub theme: String,
+    /// Remapped keys: action name → key (checked when the console starts).
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
 /// Files the process reads and writes.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -262,6 +271,7 @@ pub struct Config {
     pub log: LogSettings,
     pub sync: SyncSettings,
     pub headless: HeadlessSettings,
+    pub console: ConsoleSettings,
     /// Non-fatal notes found while loading (unknown variables); shown once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -333,6 +343,16 @@ impl Config {
             key: "headless.listen".to_owned(),
             message: format!("{listen_text:?} is not an address like 127.0.0.1:9187"),
         })?;
+        let theme = merged.console.theme.unwrap_or_else(|| "dark".to_owned());
+        if !["dark", "light"].contains(&theme.as_str()) {
+            return Err(ConfigError::Invalid {
+                origin: "(config file)".to_owned(),
+                line: None,
+                key: "console.theme".to_owned(),
+                message: format!("{theme:?} is not a theme; use \"dark\" or \"light\""),
+            });
+        }
+        let console = ConsoleSettings { theme, keys: merged.console.keys.unwrap_or_default() };
         let level = overrides.log_level.clone().or(merged.log.level).unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| ConfigError::Flag {
             flag: "log level".to_owned(),
@@ -358,6 +378,7 @@ impl Config {
             },
             sync,
             headless: HeadlessSettings { listen },
+            console,
             warnings,
         })
     }
@@ -372,6 +393,7 @@ impl Config {
             log: &'a LogSettings,
             sync: &'a SyncSettings,
             headless: &'a HeadlessSettings,
+            console: &'a ConsoleSettings,
         }
         #[derive(Serialize)]
         struct StateView {
@@ -383,6 +405,7 @@ impl Config {
             log: &self.log,
             sync: &self.sync,
             headless: &self.headless,
+            console: &self.console,
         };
         let file_note = if self.paths.config_file_exists { "" } else { " (not present; defaults apply)" };
         let state_path = match &self.state {

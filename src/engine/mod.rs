@@ -32,7 +32,10 @@ use std::time::Duration;
 
 pub use command::{Command, CommandReply};
 pub use fetch::RetryPolicy;
-pub use snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel, RunProgress};
+pub use snapshot::{
+    BudgetView, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress, RunView,
+    TokenView,
+};
 pub use supervisor::{Engine, EngineHandle, OnceOutcome};
 
 use crate::config::{Config, HourRange};

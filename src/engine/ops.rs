@@ -170,6 +170,33 @@ impl Ops {
         Ok(self.store().add_customer(&new, &request.token, &destinations, &audit).await?)
     }
 
+    /// Onboards from text as an operator typed it (the console's form):
+    /// the token and destination specs are parsed here, then checked as
+    /// `customer add` checks them.
+    pub async fn onboard_text(
+        &self,
+        name: &str,
+        token: &str,
+        vomo_url: &str,
+        destinations: &[String],
+        settings: CustomerSettings,
+        actor: &str,
+    ) -> Result<(), OpsError> {
+        let token = ApiToken::new(token).ok_or_else(|| OpsError::Invalid("the token is empty".into()))?;
+        let destinations = destinations
+            .iter()
+            .map(|d| DestinationSpec::parse(d).map_err(|e| OpsError::Invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = OnboardRequest {
+            name: name.to_owned(),
+            token,
+            vomo_url: vomo_url.to_owned(),
+            destinations,
+            settings,
+        };
+        self.onboard(&request, actor).await.map(drop)
+    }
+
     /// One cheap VOMO call: a filter no user can match.
     async fn validate_token(&self, vomo_url: &str, token: &ApiToken) -> Result<(), OpsError> {
         let client = VomoClient::new(self.shared.http.clone(), vomo_url, token).map_err(OpsError::Vomo)?;

@@ -111,6 +111,7 @@ pub struct RunProgress {
 /// A finished (or waiting) run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
+    pub id: crate::store::RunId,
     pub kind: RunKind,
     pub outcome: RunOutcome,
     pub started_at: DateTime<Utc>,
@@ -208,6 +209,7 @@ pub(super) fn build_customer(
             o.last_runs
                 .iter()
                 .map(|r| RunView {
+                    id: r.id,
                     kind: r.kind,
                     outcome: r.outcome,
                     started_at: r.started_at,

@@ -147,6 +147,12 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// Adds a message to the event stream (front ends' log panes), e.g. a
+    /// hint from the process hosting the engine.
+    pub fn announce(&self, customer: Option<&str>, level: EventLevel, message: impl Into<String>) {
+        let _ = self.events.send(EngineEvent::new(customer, level, message));
+    }
+
     /// Sends a command and waits for its one-line answer.
     pub async fn send(&self, command: Command, actor: &str) -> CommandReply {
         let (reply, answer) = oneshot::channel();

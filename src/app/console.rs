@@ -1,0 +1,65 @@
+//! `vomo-sync console`: the engine and the operations console in one
+//! process. Quitting (or SIGTERM/SIGHUP) restores the terminal first, then
+//! lets the engine finish its pages in flight and give its leases back.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::ConsoleArgs;
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig, EngineHandle, os_user};
+use crate::tui::keys::KeyMap;
+use crate::tui::theme::ThemeKind;
+use crate::tui::{self, ConsoleOptions};
+
+use super::{default_settings, open_ops, open_store};
+
+pub async fn run(args: &ConsoleArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let options = options(args, config, config.vomo.base_url.clone())?;
+    let store = open_store(config, true).await?;
+    let engine = Arc::new(Engine::start(store, EngineConfig::from_config(config)).await?);
+    let ops = Arc::new(open_ops(config, true).await?);
+    hosted(engine, ops, options).await
+}
+
+/// The console's options from flags and config; bad key remaps are a
+/// usage error.
+pub(super) fn options(
+    args: &ConsoleArgs,
+    config: &Config,
+    vomo_url: String,
+) -> anyhow::Result<ConsoleOptions> {
+    let keys = KeyMap::with_overrides(&config.console.keys.clone().into_iter().collect())
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("config {}", config.paths.config_file.display()))?;
+    let no_color = args.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let theme = if no_color {
+        ThemeKind::Mono
+    } else {
+        ThemeKind::parse(args.theme.as_deref().unwrap_or(&config.console.theme)).unwrap_or_default()
+    };
+    Ok(ConsoleOptions {
+        readonly: args.readonly,
+        theme,
+        keys,
+        default_vomo_url: vomo_url,
+        default_settings: default_settings(config),
+        actor: os_user(),
+        greeting: None,
+    })
+}
+
+/// Runs the console over a started engine, then stops the engine.
+pub(super) async fn hosted(
+    engine: Arc<EngineHandle>,
+    ops: Arc<crate::engine::ops::Ops>,
+    options: ConsoleOptions,
+) -> anyhow::Result<ExitCode> {
+    let result = tui::run(Arc::clone(&engine), ops, options).await;
+    eprintln!("stopping the engine: finishing the pages in flight…");
+    engine.shutdown().await;
+    result.context("the terminal failed")?;
+    Ok(ExitCode::SUCCESS)
+}

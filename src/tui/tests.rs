@@ -1,0 +1,376 @@
+//! The console without a terminal: the pure `update` step (selection,
+//! filter, confirmations, read-only refusals) and screen snapshots drawn on
+//! ratatui's `TestBackend` at 80×24 and 160×48, in colour and without.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+use super::keys::KeyMap;
+use super::state::{App, Effect, Guarded, Health, Mode, Msg, Pane, health, update};
+use super::theme::{Theme, ThemeKind};
+use super::view;
+use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
+use crate::engine::ops::DlqItem;
+use crate::engine::{
+    BudgetView, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress,
+    RunView, TokenView,
+};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 9, 30, 0).unwrap()
+}
+
+fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> CustomerSnapshot {
+    CustomerSnapshot {
+        name: name.to_owned(),
+        status,
+        status_reason: None,
+        vomo_url: "https://api.vomo.org/v1".to_owned(),
+        watermark: now() - Duration::seconds(lag_secs),
+        lag_secs,
+        in_flight: None,
+        users_synced: 1200,
+        throughput_per_min: 340.0,
+        budget: BudgetView { configured: 3.0, effective: 3.0, requests: 812, rate_limited: 0, paused: false },
+        token: Some(TokenView {
+            fingerprint: "…a1b2".to_owned(),
+            state: TokenState::Valid,
+            validated_at: Some(now() - Duration::minutes(5)),
+        }),
+        dlq: DlqView { pending: dlq, permanent: dlq.min(1), oldest: None },
+        current: None,
+        background: None,
+        last_runs: vec![RunView {
+            id: 7,
+            kind: RunKind::Poll,
+            outcome: RunOutcome::Ok,
+            started_at: now() - Duration::minutes(3),
+            finished_at: Some(now() - Duration::minutes(3)),
+            counts: BTreeMap::from([("created".to_owned(), 2), ("updated".to_owned(), 5)]),
+            requests_used: 1,
+            message: None,
+        }],
+        next_poll_at: Some(now() + Duration::minutes(12)),
+        last_error: None,
+        owned_here: true,
+        stalled: false,
+        requests_total: 812,
+    }
+}
+
+fn snapshot(customers: Vec<CustomerSnapshot>) -> Msg {
+    Msg::Snapshot(Arc::new(EngineSnapshot { at: Some(now()), owner: "test".into(), customers }))
+}
+
+/// Four customers in every state worth seeing.
+fn fleet() -> Vec<CustomerSnapshot> {
+    let mut rejected = customer("city-marathon", CustomerStatus::TokenRejected, 5400, 0);
+    rejected.token.as_mut().unwrap().state = TokenState::Rejected;
+    rejected.status_reason = Some("VOMO rejected the token (401)".to_owned());
+    let mut backfilling = customer("red-cross-east", CustomerStatus::Backfilling, 0, 0);
+    backfilling.current = Some(RunProgress {
+        kind: RunKind::Backfill,
+        started_at: now() - Duration::minutes(4),
+        pages: 1200,
+        users: 18_000,
+        total: 50_000,
+        requests: 0,
+    });
+    vec![
+        customer("harbour-food-bank", CustomerStatus::Active, 95, 1),
+        rejected,
+        backfilling,
+        customer("alpine-club", CustomerStatus::Active, 40, 0),
+    ]
+}
+
+fn app() -> App {
+    let mut app = App::new(KeyMap::default(), false, "https://api.vomo.org/v1".into(), now());
+    update(&mut app, snapshot(fleet()));
+    app
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn press(app: &mut App, c: char) -> Vec<Effect> {
+    update(app, key(KeyCode::Char(c)))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, c);
+    }
+}
+
+#[test]
+fn worst_health_sorts_first_and_selection_follows_the_customer() {
+    let mut app = app();
+    let names: Vec<&str> = app.shown().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["city-marathon", "harbour-food-bank", "red-cross-east", "alpine-club"]);
+    assert_eq!(health(app.current().unwrap()), Health::Bad);
+    press(&mut app, 'j');
+    assert_eq!(app.current_name().as_deref(), Some("harbour-food-bank"));
+    // A new snapshot that reorders keeps the selection on the same customer.
+    let mut customers = fleet();
+    customers[1].status = CustomerStatus::Active;
+    customers[1].token.as_mut().unwrap().state = TokenState::Valid;
+    customers[1].lag_secs = 10;
+    update(&mut app, snapshot(customers));
+    assert_eq!(app.current_name().as_deref(), Some("harbour-food-bank"));
+    press(&mut app, 'G');
+    assert_eq!(app.selected, 3);
+    press(&mut app, 'j');
+    assert_eq!(app.selected, 3, "stays on the last row");
+}
+
+#[test]
+fn the_filter_narrows_the_list_and_esc_clears_it() {
+    let mut app = app();
+    press(&mut app, '/');
+    press(&mut app, 'R');
+    let effects = press(&mut app, 'E');
+    assert_eq!(effects, [Effect::LoadDlq("red-cross-east".into())], "the new selection's DLQ is loaded");
+    press(&mut app, 'D');
+    assert_eq!(app.shown().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["red-cross-east"]);
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.filter, "RED");
+    press(&mut app, '/');
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.shown().count(), 4);
+}
+
+#[test]
+fn offboarding_needs_the_customers_name_typed() {
+    let mut app = app();
+    assert!(press(&mut app, 'o').is_empty());
+    assert!(
+        matches!(&app.mode, Mode::Confirm { customer, what: Guarded::Offboard, .. } if customer == "city-marathon")
+    );
+    type_text(&mut app, "city");
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty(), "a wrong name does nothing");
+    assert!(matches!(app.mode, Mode::Normal));
+    press(&mut app, 'o');
+    type_text(&mut app, "city-marathon");
+    let effects = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        [Effect::Engine(Command::Offboard { customer: "city-marathon".into(), purge: false })]
+    );
+    press(&mut app, 'o');
+    update(&mut app, key(KeyCode::Esc));
+    assert!(matches!(app.mode, Mode::Normal), "Esc cancels");
+}
+
+#[test]
+fn a_guarded_sweep_is_confirmed_by_name_and_ctrl_chords_do_nothing() {
+    let mut customers = fleet();
+    customers[0].last_runs.push(RunView {
+        id: 42,
+        kind: RunKind::Deletions,
+        outcome: RunOutcome::NeedsConfirmation,
+        started_at: now(),
+        finished_at: None,
+        counts: BTreeMap::from([("deletion_candidates".to_owned(), 61)]),
+        requests_used: 30,
+        message: None,
+    });
+    let mut app = App::new(KeyMap::default(), false, String::new(), now());
+    update(&mut app, snapshot(customers));
+    press(&mut app, 'j');
+    assert_eq!(app.current_name().as_deref(), Some("harbour-food-bank"));
+    let ctrl_o = update(&mut app, Msg::Key(KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL)));
+    assert!(ctrl_o.is_empty() && matches!(app.mode, Mode::Normal));
+    press(&mut app, 'c');
+    assert!(matches!(app.mode, Mode::Confirm { what: Guarded::ConfirmDeletions { run: 42, users: 61 }, .. }));
+    type_text(&mut app, "harbour-food-bank");
+    let effects = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        [Effect::Engine(Command::SettleDeletions {
+            customer: "harbour-food-bank".into(),
+            run: 42,
+            confirm: true
+        })]
+    );
+}
+
+#[test]
+fn read_only_refuses_every_mutation_and_allows_looking() {
+    let mut app = App::new(KeyMap::default(), true, String::new(), now());
+    update(&mut app, snapshot(fleet()));
+    for c in ['b', 'r', 'd', 't', 'x', 'p', 'u', 'n', 'o', 'c', 'P'] {
+        assert!(press(&mut app, c).is_empty(), "{c} did something");
+        assert!(matches!(app.mode, Mode::Normal), "{c} opened a prompt");
+        assert!(app.status.as_ref().is_some_and(|(_, s)| s.contains("read-only")), "{c}");
+    }
+    press(&mut app, ':');
+    type_text(&mut app, "backfill alpine-club");
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    press(&mut app, 'j');
+    assert_eq!(app.selected, 1, "moving is allowed");
+    assert_eq!(press(&mut app, 'q'), [Effect::Quit]);
+}
+
+#[test]
+fn keys_and_the_command_line_send_engine_commands() {
+    let mut app = app();
+    assert_eq!(
+        press(&mut app, 'b'),
+        [Effect::Engine(Command::Backfill { customer: "city-marathon".into() })]
+    );
+    assert_eq!(
+        press(&mut app, 'r'),
+        [Effect::Engine(Command::Reconcile { customer: "city-marathon".into() })]
+    );
+    press(&mut app, ':');
+    type_text(&mut app, "dismiss harbour-food-bank 9");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        [Effect::Engine(Command::SettleDeletions {
+            customer: "harbour-food-bank".into(),
+            run: 9,
+            confirm: false
+        })]
+    );
+    press(&mut app, ':');
+    type_text(&mut app, "q");
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), [Effect::Quit]);
+}
+
+fn dlq_item(id: i64) -> DlqItem {
+    DlqItem {
+        id,
+        customer: "harbour-food-bank".into(),
+        vomo_user_id: 4,
+        destination: "webhook".into(),
+        change: "created".into(),
+        class: "permanent".into(),
+        message: "webhook answered 422 Unprocessable Entity".into(),
+        attempts: 1,
+        created_at: now() - Duration::minutes(2),
+        next_retry_at: None,
+        payload: serde_json::json!({"type": "user.created", "vomo_user_id": 4}),
+    }
+}
+
+#[test]
+fn dlq_entries_are_retried_one_by_one_and_discarded_with_a_note() {
+    let mut app = app();
+    press(&mut app, 'j');
+    update(
+        &mut app,
+        Msg::Dlq { customer: "harbour-food-bank".into(), items: vec![dlq_item(11), dlq_item(12)] },
+    );
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Dlq);
+    press(&mut app, 'j');
+    assert_eq!(
+        press(&mut app, 't'),
+        [Effect::Engine(Command::RetryDlq { customer: "harbour-food-bank".into(), id: Some(12) })]
+    );
+    press(&mut app, 'x');
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty(), "a note is required");
+    press(&mut app, 'x');
+    type_text(&mut app, "fixed by hand");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        [Effect::DiscardDlq { id: 12, note: "fixed by hand".into() }]
+    );
+}
+
+#[test]
+fn the_onboarding_form_masks_the_token_and_stays_open_on_refusal() {
+    let mut app = app();
+    press(&mut app, 'n');
+    type_text(&mut app, "acme");
+    update(&mut app, key(KeyCode::Tab));
+    type_text(&mut app, "s3cret-token");
+    update(&mut app, key(KeyCode::Tab));
+    update(&mut app, key(KeyCode::Tab));
+    type_text(&mut app, "jsonl:/tmp/acme.jsonl");
+    let effects = update(&mut app, key(KeyCode::Enter));
+    let [Effect::Onboard(request)] = &effects[..] else { panic!("{effects:?}") };
+    assert_eq!((request.name.as_str(), request.token.as_str()), ("acme", "s3cret-token"));
+    assert_eq!(request.vomo_url, "https://api.vomo.org/v1", "prefilled");
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    assert!(!screen.contains("s3cret"), "the token is masked on screen");
+    update(&mut app, Msg::OnboardDone(Err("VOMO rejected this token (401 Unauthorized)".into())));
+    assert!(
+        matches!(&app.mode, Mode::Onboard(form) if form.error.as_deref().is_some_and(|e| e.contains("401")))
+    );
+    assert!(render(&app, 160, 48, ThemeKind::Dark).contains("VOMO rejected this token"));
+    update(&mut app, Msg::OnboardDone(Ok("onboarded acme".into())));
+    assert!(matches!(app.mode, Mode::Normal));
+}
+
+fn render(app: &App, width: u16, height: u16, theme: ThemeKind) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| view::draw(frame, app, Theme::new(theme))).unwrap();
+    terminal.backend().to_string()
+}
+
+fn with_log(mut app: App) -> App {
+    for (customer, level, text) in [
+        (Some("harbour-food-bank"), EventLevel::Info, "poll done: 7 users read, 2 created, 5 updated"),
+        (Some("city-marathon"), EventLevel::Error, "VOMO rejected this customer's token (401)"),
+        (None, EventLevel::Warn, "lease renewed late"),
+    ] {
+        let mut event = EngineEvent::new(customer, level, text);
+        event.at = now();
+        update(&mut app, Msg::Event(event));
+    }
+    app
+}
+
+#[test]
+fn screens_at_80x24_and_160x48() {
+    let app = with_log(app());
+    insta::assert_snapshot!("main_80x24", render(&app, 80, 24, ThemeKind::Dark));
+    insta::assert_snapshot!("main_160x48", render(&app, 160, 48, ThemeKind::Dark));
+    let mut help = with_log(app_with(|_| {}));
+    press(&mut help, '?');
+    insta::assert_snapshot!("help_160x48", render(&help, 160, 48, ThemeKind::Dark));
+    insta::assert_snapshot!("too_small", render(&help, 50, 12, ThemeKind::Dark));
+}
+
+fn app_with(change: impl FnOnce(&mut App)) -> App {
+    let mut app = app();
+    change(&mut app);
+    app
+}
+
+#[test]
+fn no_color_draws_no_colour() {
+    let app = with_log(app());
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    terminal.draw(|frame| view::draw(frame, &app, Theme::new(ThemeKind::Mono))).unwrap();
+    let buffer = terminal.backend().buffer();
+    assert!(buffer.content().iter().all(|cell| cell.fg == Color::Reset && cell.bg == Color::Reset));
+    insta::assert_snapshot!("main_80x24_no_color", render(&app, 80, 24, ThemeKind::Mono));
+    // With colour, the unhealthy customer is drawn red.
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    terminal.draw(|frame| view::draw(frame, &app, Theme::new(ThemeKind::Dark))).unwrap();
+    assert!(terminal.backend().buffer().content().iter().any(|cell| cell.fg == Color::LightRed));
+}
+
+#[test]
+fn a_thousand_customers_draw_only_the_visible_rows() {
+    let customers: Vec<CustomerSnapshot> =
+        (0..1000).map(|n| customer(&format!("customer-{n:04}"), CustomerStatus::Active, n, 0)).collect();
+    let mut app = App::new(KeyMap::default(), false, String::new(), now());
+    update(&mut app, snapshot(customers));
+    press(&mut app, 'G');
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    let last = app.current_name().unwrap();
+    assert!(screen.contains(&last), "the selected (last) customer is on screen");
+    assert!(app.offset.get() > 900);
+}
