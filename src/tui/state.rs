@@ -570,7 +570,8 @@ fn act(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Filter => {
-            app.mode = Mode::Filter(Input::new(app.filter.clone()));
+            // A new search, as in less and k9s; Esc in it shows everyone again.
+            app.mode = Mode::Filter(Input::default());
             Vec::new()
         }
         Action::CommandLine => {

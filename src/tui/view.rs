@@ -397,7 +397,11 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             ])
         })
         .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
+    // Long messages wrap; the newest stay in view at the bottom.
+    let width = usize::from(inner.width).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let scroll = u16::try_from(rows.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll, 0)), inner);
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {

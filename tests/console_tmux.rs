@@ -1,0 +1,183 @@
+//! The console in a real terminal: tmux runs `vomo-sync demo`, `send-keys`
+//! drives onboarding, a backfill, a DLQ retry and an offboarding, and
+//! `capture-pane` plus the demo's state DB are checked after each step.
+//! Without tmux the test says so and returns; with `VOMO_SYNC_REQUIRE_TMUX=1`
+//! (CI) it fails instead.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, SqliteConnection};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.run(&["send-keys", "-t", "t", key]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "t", "-l", text]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Waits until the screen shows `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {needle:?}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
+    }
+}
+
+fn tmux_available() -> bool {
+    let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("VOMO_SYNC_REQUIRE_TMUX").as_deref() != Ok("1"),
+            "tmux is required here (VOMO_SYNC_REQUIRE_TMUX=1) but not installed"
+        );
+        eprintln!("SKIPPED (no tmux): install tmux to run the console end-to-end test");
+    }
+    found
+}
+
+async fn db(path: &Path) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite://{}?mode=ro", path.display())).await.unwrap()
+}
+
+/// Polls the demo's state DB until `sql` returns a row count ≥ 1.
+async fn until_row(state: &Path, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM ({sql})")))
+            .fetch_one(&mut db(state).await)
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no row for {sql}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn select(tmux: &Tmux, name: &str) {
+    tmux.keys(&["Escape", "/"]);
+    tmux.text(name);
+    tmux.keys(&["Enter"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_console_onboards_backfills_retries_and_offboards() {
+    if !tmux_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let data: PathBuf = home.path().join("data");
+    let demo = data.join("vomo-sync/demo");
+    let state = demo.join("state.db");
+    let tmux = Tmux { socket: format!("vomo-test-{}", std::process::id()) };
+    let command = format!(
+        "env HOME={home} XDG_CONFIG_HOME={home}/config XDG_DATA_HOME={data} VOMO_SYNC_MASTER_KEY={key} {bin} demo --users 60,200,2000; echo EXITED $?; sleep 60",
+        home = home.path().display(),
+        data = data.display(),
+        key = "cd".repeat(32),
+        bin = env!("CARGO_BIN_EXE_vomo-sync"),
+    );
+    tmux.run(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &command]);
+    tmux.wait_for("harbour-food-bank");
+    tmux.wait_for("Press n to onboard riverside-choir");
+
+    // Onboarding from the form; the token is typed masked.
+    let token = std::fs::read_to_string(demo.join("riverside-choir.token")).unwrap();
+    tmux.keys(&["n"]);
+    tmux.wait_for("Onboard a customer");
+    tmux.text("riverside-choir");
+    tmux.keys(&["Tab"]);
+    tmux.text(&token);
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.text(&format!("jsonl:{}", demo.join("riverside-choir.jsonl").display()));
+    let form = tmux.screen();
+    assert!(!form.contains(&token), "the token is masked:\n{form}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("onboarded riverside-choir");
+    until_row(&state, "SELECT 1 FROM customers WHERE name = 'riverside-choir' AND status = 'active'").await;
+
+    // A backfill on command (an active customer: a re-walk).
+    select(&tmux, "riverside");
+    tmux.keys(&["b"]);
+    tmux.wait_for("sync.backfill: re-walking every user");
+    until_row(
+        &state,
+        "SELECT 1 FROM audit_log WHERE action = 'sync.backfill' AND customer = 'riverside-choir'",
+    )
+    .await;
+
+    // The demo webhook refuses one record: it waits in the DLQ; retry it.
+    select(&tmux, "harbour");
+    until_row(&state, "SELECT 1 FROM dlq WHERE status = 'pending'").await;
+    tmux.wait_for("DLQ 1 pending, 1 permanent");
+    tmux.keys(&["Tab"]);
+    std::thread::sleep(Duration::from_millis(2500)); // the entries load
+    tmux.keys(&["t"]);
+    tmux.wait_for("dlq.retry: 0 delivered, 1 still failing");
+    until_row(
+        &state,
+        "SELECT 1 FROM audit_log WHERE action = 'dlq.retry' AND customer = 'harbour-food-bank'",
+    )
+    .await;
+
+    // Offboarding needs the name typed; a wrong one does nothing.
+    select(&tmux, "riverside");
+    tmux.keys(&["o"]);
+    tmux.wait_for("Type the customer's name");
+    tmux.text("riverside");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the name did not match");
+    tmux.keys(&["o"]);
+    tmux.text("riverside-choir");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("riverside-choir offboarded");
+    until_row(&state, "SELECT 1 FROM customers WHERE name = 'riverside-choir' AND status = 'offboarded'")
+        .await;
+    let tokens: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tokens t JOIN customers c ON c.id = t.customer_id WHERE c.name = 'riverside-choir'",
+    )
+    .fetch_one(&mut db(&state).await)
+    .await
+    .unwrap();
+    assert_eq!(tokens, 0, "the token is deleted at once");
+
+    // Quit: the engine stops cleanly and the terminal is given back.
+    tmux.keys(&["Escape", "q"]);
+    let screen = tmux.wait_for("EXITED 0");
+    assert!(!screen.contains("Customers"), "the alternate screen is gone:\n{screen}");
+}
