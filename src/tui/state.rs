@@ -346,16 +346,27 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Done { what, result } => {
-            match result {
-                Ok(text) => app.say(EventLevel::Info, format!("{what}: {text}")),
-                Err(e) => app.say(EventLevel::Error, format!("{what} refused: {e}")),
+            let (level, text) = match result {
+                Ok(text) => (EventLevel::Info, format!("{what}: {text}")),
+                Err(e) => (EventLevel::Error, format!("{what} refused: {e}")),
+            };
+            // The engine logs its own commands' results; the rest are
+            // logged here so every action's outcome is in the log pane.
+            if !what.contains('.') {
+                let mut event = EngineEvent::new(None, level, text.clone());
+                event.at = app.now;
+                app.push_log(event);
             }
+            app.say(level, text);
             Vec::new()
         }
         Msg::OnboardDone(result) => {
             match (&mut app.mode, result) {
                 (Mode::Onboard(_), Ok(text)) => {
                     app.mode = Mode::Normal;
+                    let mut event = EngineEvent::new(None, EventLevel::Info, text.clone());
+                    event.at = app.now;
+                    app.push_log(event);
                     app.say(EventLevel::Info, text);
                 }
                 (Mode::Onboard(form), Err(e)) => {
