@@ -56,6 +56,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         owned_here: true,
         stalled: false,
         requests_total: 100,
+        reconcile_every_secs: 86_400,
     }
 }
 

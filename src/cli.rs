@@ -156,6 +156,8 @@ pub enum CustomerCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Make the customer's read-only token for GET /customers/NAME/health (shown once; replaces the previous one).
+    HealthToken { name: String },
     /// Bring an offboarded customer back (within the retention period) with a new token; it resumes from its checkpoint.
     Restore {
         name: String,

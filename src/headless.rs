@@ -1,16 +1,17 @@
 //! The unattended front end: serves `/healthz` (the process answers),
-//! `/readyz` (the engine has started and no worker is stalled) and
+//! `/readyz` (the engine has started and no worker is stalled),
 //! `/metrics` (Prometheus/OpenMetrics text: per-customer lag, users synced,
-//! requests, 429s, DLQ depth) from the engine's latest snapshot, on a local
-//! address. It only observes; it never acts on customers.
+//! requests, 429s, DLQ depth) and `/customers/{name}/health` (a customer's
+//! own view, JSON or HTML, behind that customer's read-only token) from the
+//! engine's latest snapshot. It only observes; it never acts on customers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,13 +23,28 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineSnapshot;
+use crate::engine::health::{CustomerHealth, HealthAuth, HealthState, customer_health};
 
 type Snapshots = watch::Receiver<Arc<EngineSnapshot>>;
+
+/// What the routes read.
+#[derive(Clone)]
+struct Served {
+    snapshots: Snapshots,
+    auth: HealthAuth,
+}
+
+impl axum::extract::FromRef<Served> for Snapshots {
+    fn from_ref(served: &Served) -> Self {
+        served.snapshots.clone()
+    }
+}
 
 /// Binds the health and metrics server; it runs until `cancel`.
 pub async fn serve(
     listen: SocketAddr,
     snapshots: Snapshots,
+    auth: HealthAuth,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -39,7 +55,8 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(snapshots);
+        .route("/customers/{name}/health", get(customer_health_page))
+        .with_state(Served { snapshots, auth });
     tokio::spawn(async move {
         let stop = async move { cancel.cancelled().await };
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
@@ -61,6 +78,89 @@ async fn readyz(State(snapshots): State<Snapshots>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {}\n", stalled.join(", "))).into_response()
     }
+}
+
+/// `GET /customers/{name}/health`: the token (Bearer, or `?token=` for a
+/// browser) must be that customer's: none or an unknown one is 401, another
+/// customer's name is 404 (whether it exists is not told).
+async fn customer_health_page(
+    State(served): State<Served>,
+    Path(name): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = bearer.or_else(|| query.get("token").cloned()).unwrap_or_default();
+    let owner = match served.auth.customer_of(&token).await {
+        Ok(owner) => owner,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check a health token");
+            return (StatusCode::SERVICE_UNAVAILABLE, "cannot check the token now; try again\n")
+                .into_response();
+        }
+    };
+    let Some(owner) = owner else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid health token is required (Authorization: Bearer <token> or ?token=)\n",
+        )
+            .into_response();
+    };
+    let snapshot = Arc::clone(&served.snapshots.borrow());
+    let found = (owner == name).then(|| snapshot.customer(&name)).flatten();
+    let Some(customer) = found else {
+        return (StatusCode::NOT_FOUND, "no such customer for this token\n").into_response();
+    };
+    let health = customer_health(customer);
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        return ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], health_html(&health)).into_response();
+    }
+    axum::Json(health).into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A small self-contained page for people.
+fn health_html(h: &CustomerHealth) -> String {
+    let (word, colour) = match h.state {
+        HealthState::Ok => ("Working", "#1a7f37"),
+        HealthState::Degraded => ("Degraded", "#9a6700"),
+        HealthState::Failing => ("Failing", "#cf222e"),
+    };
+    let reasons: String = h.reasons.iter().map(|r| format!("<li>{}</li>", escape(r))).collect();
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(|| "—".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+    };
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}: VOMO sync health</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">\
+         <h1>{name}</h1><p style=\"font-size:1.5em;color:{colour}\"><strong>{word}</strong></p><ul>{reasons}</ul>\
+         <table><tr><td>Last successful sync</td><td>{last}</td></tr>\
+         <tr><td>Behind VOMO by</td><td>{lag}</td></tr><tr><td>Users synced</td><td>{users}</td></tr>\
+         <tr><td>Records waiting to be delivered again</td><td>{pending}</td></tr>\
+         <tr><td>Records that failed</td><td>{failed}</td></tr><tr><td>Access token</td><td>{token}</td></tr>\
+         <tr><td>Next reconciliation</td><td>{next}</td></tr></table></body></html>\n",
+        name = escape(&h.customer),
+        last = when(h.last_successful_sync),
+        lag = h.checkpoint_lag_secs.map_or_else(|| "—".to_owned(), |s| format!("{s} s")),
+        users = h.users_synced,
+        pending = h.records_pending,
+        failed = h.records_failed,
+        token = escape(h.token_state.as_deref().unwrap_or("none")),
+        next = when(h.next_reconciliation),
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

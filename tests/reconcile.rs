@@ -332,9 +332,17 @@ async fn purge_leaves_only_the_audit_log() {
     let customer = store.require_customer("acme").await.unwrap();
     ops(&store).offboard("acme", true, "tester").await.unwrap();
     let mut state = state_sql(dir.path()).await;
-    for table in
-        ["tokens", "destinations", "checkpoints", "mappings", "dlq", "runs", "leases", "pending_deletions"]
-    {
+    for table in [
+        "tokens",
+        "destinations",
+        "checkpoints",
+        "mappings",
+        "dlq",
+        "runs",
+        "leases",
+        "pending_deletions",
+        "health_tokens",
+    ] {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM {table} WHERE customer_id = ?"
         )))

@@ -38,6 +38,18 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
             );
             Ok(ExitCode::SUCCESS)
         }
+        CustomerCommand::HealthToken { name } => {
+            let ops = open_ops(config, false).await?;
+            let token = ops.issue_health_token(&name, &os_user()).await?;
+            // The one time this token is shown: it goes to stdout alone, so
+            // it can be piped to the customer; the explanation to stderr.
+            eprintln!(
+                "{name}'s health token (shown once; any previous one stops working). \
+                 Give it to the customer for GET /customers/{name}/health on the headless address:"
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

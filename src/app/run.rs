@@ -21,13 +21,14 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
     if args.once {
         return once(store, engine_config).await;
     }
+    let auth = crate::engine::health::HealthAuth::new(store.clone());
     let engine = Engine::start(store, engine_config).await?;
     let stop_server = CancellationToken::new();
     let listen = args.listen.unwrap_or(config.headless.listen);
-    let bound = crate::headless::serve(listen, engine.watch(), stop_server.clone())
+    let bound = crate::headless::serve(listen, engine.watch(), auth, stop_server.clone())
         .await
         .map_err(anyhow::Error::msg)?;
-    tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics served");
+    tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics /customers/NAME/health served");
     super::shutdown_signal().await;
     tracing::info!("stopping: finishing the pages in flight");
     engine.shutdown().await;

@@ -16,6 +16,7 @@ mod command;
 mod detect;
 mod dlq_retry;
 mod fetch;
+pub mod health;
 pub mod once;
 pub mod ops;
 mod process;

@@ -276,6 +276,18 @@ impl Ops {
             .collect())
     }
 
+    /// Makes `name`'s read-only health token (replacing any previous one)
+    /// and returns it: the only time it is shown; the state DB keeps its
+    /// hash.
+    pub async fn issue_health_token(&self, name: &str, actor: &str) -> Result<String, OpsError> {
+        let customer = self.customer(name).await?;
+        let token = super::health::new_health_token();
+        self.store().set_health_token(customer.id, &super::health::health_token_hash(&token)).await?;
+        let entry = audit(actor, name, "customer.health_token", "new health token".into(), "ok");
+        self.store().record_audit(&entry).await?;
+        Ok(token)
+    }
+
     /// What offboarding `name` would do: the rows it keeps for the
     /// retention period (or removes with `purge`).
     pub async fn offboard_plan(&self, name: &str) -> Result<Vec<(&'static str, i64)>, OpsError> {

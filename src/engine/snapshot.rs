@@ -56,6 +56,8 @@ pub struct CustomerSnapshot {
     /// True when a run has made no progress for too long.
     pub stalled: bool,
     pub requests_total: u64,
+    /// How often the customer is reconciled (its settings).
+    pub reconcile_every_secs: u64,
 }
 
 /// The rate budget as shown.
@@ -225,5 +227,6 @@ pub(super) fn build_customer(
         owned_here,
         stalled,
         requests_total: live.requests_total.load(Ordering::Relaxed),
+        reconcile_every_secs: customer.settings.reconcile_every_secs,
     }
 }

@@ -425,6 +425,7 @@ impl Store {
             ("runs", "SELECT COUNT(*) FROM runs WHERE customer_id = $1"),
             ("leases", "SELECT COUNT(*) FROM leases WHERE customer_id = $1"),
             ("pending_deletions", "SELECT COUNT(*) FROM pending_deletions WHERE customer_id = $1"),
+            ("health_tokens", "SELECT COUNT(*) FROM health_tokens WHERE customer_id = $1"),
         ] {
             let n: i64 =
                 with_pool!(self, |pool| sqlx::query_scalar(sql).bind(customer.id).fetch_one(pool).await)
@@ -457,6 +458,7 @@ impl Store {
                 "DELETE FROM checkpoints WHERE customer_id = $1",
                 "DELETE FROM destinations WHERE customer_id = $1",
                 "DELETE FROM tokens WHERE customer_id = $1",
+                "DELETE FROM health_tokens WHERE customer_id = $1",
             ] {
                 sqlx::query(statement).bind(id).execute(&mut *tx).await?;
             }

@@ -13,6 +13,7 @@ mod customers;
 mod deletions;
 mod dlq;
 mod error;
+mod health_tokens;
 mod history;
 mod leases;
 mod open;

@@ -62,6 +62,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         owned_here: true,
         stalled: false,
         requests_total: 812,
+        reconcile_every_secs: 86_400,
     }
 }
 

@@ -1,0 +1,165 @@
+//! Customer-facing health (what a customer sees at
+//! `/customers/{name}/health`): whether its integration works, in plain
+//! words, computed from the engine's snapshot; and the customer's own
+//! read-only access token, kept only as a SHA-256 hash.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::RngExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::snapshot::CustomerSnapshot;
+use crate::domain::{CustomerStatus, RunKind, RunOutcome};
+use crate::store::{Store, StoreError};
+
+/// Lag beyond which a working customer counts as degraded.
+const SLOW_AFTER_SECS: i64 = 2 * 3600;
+
+/// The verdict, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+/// What a customer may see of its integration.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerHealth {
+    pub customer: String,
+    pub state: HealthState,
+    /// One sentence per thing worth knowing, worst first.
+    pub reasons: Vec<String>,
+    pub last_successful_sync: Option<DateTime<Utc>>,
+    /// How far behind VOMO the synced state is; none before the first full
+    /// copy is complete.
+    pub checkpoint_lag_secs: Option<i64>,
+    pub users_synced: i64,
+    pub records_pending: i64,
+    pub records_failed: i64,
+    pub token_state: Option<String>,
+    pub next_reconciliation: Option<DateTime<Utc>>,
+}
+
+/// The health of one customer as its snapshot shows it.
+pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
+    let mut reasons: Vec<(HealthState, String)> = Vec::new();
+    let mut note = |state, text: String| reasons.push((state, text));
+    match c.status {
+        CustomerStatus::TokenRejected => note(
+            HealthState::Failing,
+            "VOMO no longer accepts the access token of this integration; nothing syncs until a new token is given to your partner.".into(),
+        ),
+        CustomerStatus::Offboarded => note(HealthState::Failing, "This integration has been switched off.".into()),
+        CustomerStatus::Paused => note(HealthState::Degraded, "Syncing is paused by your partner.".into()),
+        CustomerStatus::Backfilling | CustomerStatus::Onboarding => note(
+            HealthState::Degraded,
+            "The first full copy of your users is in progress; changes follow once it is complete.".into(),
+        ),
+        CustomerStatus::Active => {}
+    }
+    if c.stalled || c.last_error.is_some() {
+        note(
+            HealthState::Failing,
+            "The last sync attempt failed; it is retried automatically and your partner can see why.".into(),
+        );
+    }
+    if c.dlq.permanent > 0 {
+        note(
+            HealthState::Degraded,
+            format!(
+                "{} records could not be delivered to your system and wait for your partner.",
+                c.dlq.permanent
+            ),
+        );
+    }
+    let retrying = c.dlq.pending - c.dlq.permanent;
+    if retrying > 0 {
+        note(HealthState::Degraded, format!("{retrying} records are waiting to be delivered again."));
+    }
+    if c.status == CustomerStatus::Active && c.lag_secs > SLOW_AFTER_SECS {
+        note(
+            HealthState::Degraded,
+            format!("Changes are reaching your system late: about {} behind.", words(c.lag_secs)),
+        );
+    }
+    if reasons.is_empty() {
+        let working =
+            format!("Working: changes in VOMO reach your system within about {}.", words(c.lag_secs));
+        reasons.push((HealthState::Ok, working));
+    }
+    reasons.sort_by_key(|(state, _)| std::cmp::Reverse(*state));
+    let state = reasons.first().map_or(HealthState::Ok, |(s, _)| *s);
+    let synced_kinds = [RunKind::Backfill, RunKind::Poll, RunKind::Reconcile];
+    let last_successful_sync = c
+        .last_runs
+        .iter()
+        .filter(|r| synced_kinds.contains(&r.kind) && r.outcome == RunOutcome::Ok)
+        .filter_map(|r| r.finished_at)
+        .max();
+    let every = Duration::seconds(i64::try_from(c.reconcile_every_secs).unwrap_or(i64::MAX / 2));
+    let next_reconciliation = c
+        .last_runs
+        .iter()
+        .filter(|r| r.kind == RunKind::Reconcile)
+        .map(|r| r.started_at + every)
+        .max()
+        .or_else(|| last_successful_sync.map(|at| at + every));
+    CustomerHealth {
+        customer: c.name.clone(),
+        state,
+        reasons: reasons.into_iter().map(|(_, text)| text).collect(),
+        last_successful_sync,
+        checkpoint_lag_secs: matches!(
+            c.status,
+            CustomerStatus::Active | CustomerStatus::Paused | CustomerStatus::TokenRejected
+        )
+        .then_some(c.lag_secs),
+        users_synced: c.users_synced,
+        records_pending: c.dlq.pending - c.dlq.permanent,
+        records_failed: c.dlq.permanent,
+        token_state: c.token.as_ref().map(|t| t.state.as_str().to_owned()),
+        next_reconciliation: if c.status == CustomerStatus::Active { next_reconciliation } else { None },
+    }
+}
+
+fn words(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} seconds"),
+        s if s < 7200 => format!("{} minutes", s / 60),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// A new health token: 32 random bytes, hex.
+pub fn new_health_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+/// How health tokens are stored and looked up.
+pub fn health_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// Finds whose health token a request carries.
+#[derive(Clone)]
+pub struct HealthAuth {
+    store: Store,
+}
+
+impl HealthAuth {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The customer `token` belongs to, if any.
+    pub async fn customer_of(&self, token: &str) -> Result<Option<String>, StoreError> {
+        if token.trim().is_empty() {
+            return Ok(None);
+        }
+        self.store.health_token_owner(&health_token_hash(token)).await
+    }
+}
