@@ -24,7 +24,12 @@ const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345
 /// The binary with a private HOME, a fixed master key, no settle margin
 /// (the simulator commits at once) and fast retries.
 fn vomo_sync(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vomo-sync"));
+    command_in(home, env!("CARGO_BIN_EXE_vomo-sync"))
+}
+
+/// `program` with the test environment of `vomo-sync` (a wrapper shell too).
+fn command_in(home: &Path, program: &str) -> Command {
+    let mut command = Command::new(program);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
         command.env_remove(key);
     }
@@ -596,4 +601,41 @@ async fn sync_commands_and_offboarding_from_the_command_line() {
     std::fs::write(&fresh, sim.issue_token("acme").unwrap()).unwrap();
     let restore = run(dir, &["customer", "restore", "acme", "--token-file", fresh.to_str().unwrap()]).await;
     assert!(restore.status.success() && text(&restore).contains("active"), "{}", text(&restore));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn headless_tells_systemd_ready_pings_the_watchdog_and_says_stopping() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let socket_path = dir.join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: a shell that execs
+    // vomo-sync gives it its own pid.
+    let mut child = command_in(dir, "sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+        .args([env!("CARGO_BIN_EXE_vomo-sync"), "headless", "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let mut next = async || {
+        let n =
+            tokio::time::timeout(Duration::from_secs(15), socket.recv(&mut buffer)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buffer[..n]).trim_end().to_owned()
+    };
+    let ready = next().await;
+    assert!(ready.contains("READY=1") && ready.contains("STATUS=serving on 127.0.0.1:"), "{ready}");
+    assert_eq!(next().await, "WATCHDOG=1", "pinged at half the watchdog period");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut stopping = next().await;
+    while stopping == "WATCHDOG=1" {
+        stopping = next().await;
+    }
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
 }

@@ -9,6 +9,7 @@ mod dlq;
 mod run;
 mod simulate;
 mod sync;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -29,7 +29,10 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics /customers/NAME/health served");
+    super::systemd::ready(&format!("serving on {bound}"));
+    super::systemd::spawn_watchdog(engine.watch());
     super::shutdown_signal().await;
+    super::systemd::stopping();
     tracing::info!("stopping: finishing the pages in flight");
     engine.shutdown().await;
     stop_server.cancel();

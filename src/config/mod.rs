@@ -616,6 +616,14 @@ mod tests {
     }
 
     #[test]
+    fn the_multi_instance_example_parses() {
+        let text = include_str!("../../assets/multi-instance.example.toml");
+        let layer = FileConfig::parse(text, "assets/multi-instance.example.toml").unwrap();
+        assert!(layer.state.url.as_deref().is_some_and(|u| u.starts_with("postgres://")));
+        assert_eq!(layer.headless.listen.as_deref(), Some("0.0.0.0:9187"));
+    }
+
+    #[test]
     fn the_example_config_parses_and_states_the_defaults() {
         let text = include_str!("../../assets/config.example.toml");
         let layer = FileConfig::parse(text, "assets/config.example.toml").unwrap();
