@@ -222,3 +222,50 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
 }
+
+/// Sends alerts (see [`crate::engine::alerts`]) to `webhook` as JSON, one
+/// POST per alert, retried a few times; a receiver that stays down is
+/// logged, never blocks the engine.
+pub fn spawn_alerts(
+    mut snapshots: Snapshots,
+    rules: crate::engine::alerts::AlertRules,
+    webhook: String,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let mut alerter = crate::engine::alerts::Alerter::default();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = snapshots.changed() => if changed.is_err() { return },
+            }
+            let snapshot = Arc::clone(&snapshots.borrow_and_update());
+            if snapshot.at.is_none() {
+                continue;
+            }
+            for alert in alerter.observe(&snapshot, &rules, chrono::Utc::now()) {
+                tracing::warn!(customer = %alert.customer, kind = ?alert.kind, "alert: {}", alert.message);
+                let (http, webhook) = (http.clone(), webhook.clone());
+                tokio::spawn(async move { deliver(&http, &webhook, &alert).await });
+            }
+        }
+    });
+}
+
+async fn deliver(http: &reqwest::Client, webhook: &str, alert: &crate::engine::alerts::Alert) {
+    for attempt in 0..4u32 {
+        match http.post(webhook).json(alert).send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), attempt, "the alert webhook refused an alert")
+            }
+            Err(e) => tracing::warn!(error = %e, attempt, "cannot reach the alert webhook"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2u64.pow(attempt))).await;
+    }
+    tracing::error!(customer = %alert.customer, "alert not delivered after 4 attempts: {}", alert.message);
+}

@@ -639,3 +639,57 @@ async fn headless_tells_systemd_ready_pings_the_watchdog_and_says_stopping() {
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headless_sends_one_alert_per_transition() {
+    use std::sync::{Arc, Mutex};
+    let sim = sim_with(&[("acme", 30)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let tokens = token_file(dir, &sim, "acme");
+    let dest = format!("jsonl:{}", dir.join("acme.jsonl").display());
+    let args =
+        ["customer", "add", "acme", "--token-file", &tokens, "--vomo-url", sim.base_url(), "--dest", &dest];
+    assert!(run(dir, &args).await.status.success());
+    // The token is revoked before the engine starts: its backfill is refused.
+    sim.revoke_token(&sim.token("acme").unwrap());
+
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut child = vomo_sync(dir)
+        .args(["headless", "--listen", "127.0.0.1:0"])
+        .env("VOMO_SYNC_ALERTS_WEBHOOK", &webhook)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no alert arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several more snapshots (one a second): still one alert.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let alerts = received.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["customer"].as_str(), alerts[0]["kind"].as_str()),
+        (Some("acme"), Some("token_rejected"))
+    );
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

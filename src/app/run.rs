@@ -29,6 +29,14 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics /customers/NAME/health served");
+    if let Some(webhook) = &config.alerts.webhook {
+        let rules = crate::engine::alerts::AlertRules {
+            lag_above: config.alerts.lag_above,
+            dlq_older_than: config.alerts.dlq_older_than,
+            cooldown: config.alerts.cooldown,
+        };
+        crate::headless::spawn_alerts(engine.watch(), rules, webhook.clone(), stop_server.clone());
+    }
     super::systemd::ready(&format!("serving on {bound}"));
     super::systemd::spawn_watchdog(engine.watch());
     super::shutdown_signal().await;

@@ -27,6 +27,17 @@ pub struct FileConfig {
     pub headless: HeadlessSection,
     #[serde(default)]
     pub console: ConsoleSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    pub webhook: Option<String>,
+    pub lag_above: Option<HumanDuration>,
+    pub dlq_older_than: Option<HumanDuration>,
+    pub cooldown: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -220,6 +231,12 @@ impl FileConfig {
             console: ConsoleSection {
                 theme: other.console.theme.or(self.console.theme),
                 keys: other.console.keys.or(self.console.keys),
+            },
+            alerts: AlertsSection {
+                webhook: other.alerts.webhook.or(self.alerts.webhook),
+                lag_above: other.alerts.lag_above.or(self.alerts.lag_above),
+                dlq_older_than: other.alerts.dlq_older_than.or(self.alerts.dlq_older_than),
+                cooldown: other.alerts.cooldown.or(self.alerts.cooldown),
             },
         }
     }

@@ -32,6 +32,10 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("VOMO_SYNC_SYNC_DELETION_GUARD_MAX", "sync", "deletion_guard_max"),
     ("VOMO_SYNC_SYNC_OFFBOARD_RETENTION", "sync", "offboard_retention"),
     ("VOMO_SYNC_HEADLESS_LISTEN", "headless", "listen"),
+    ("VOMO_SYNC_ALERTS_WEBHOOK", "alerts", "webhook"),
+    ("VOMO_SYNC_ALERTS_LAG_ABOVE", "alerts", "lag_above"),
+    ("VOMO_SYNC_ALERTS_DLQ_OLDER_THAN", "alerts", "dlq_older_than"),
+    ("VOMO_SYNC_ALERTS_COOLDOWN", "alerts", "cooldown"),
 ];
 
 /// `VOMO_SYNC_*` variables that are read elsewhere and are not config keys.

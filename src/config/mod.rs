@@ -253,6 +253,51 @@ pub struct ConsoleSettings {
     pub keys: std::collections::BTreeMap<String, String>,
 }
 
+fn resolve_console(section: &file::ConsoleSection) -> Result<ConsoleSettings, ConfigError> {
+    let theme = section.theme.clone().unwrap_or_else(|| "dark".to_owned());
+    if !["dark", "light"].contains(&theme.as_str()) {
+        return Err(ConfigError::Invalid {
+            origin: "(config file)".to_owned(),
+            line: None,
+            key: "console.theme".to_owned(),
+            message: format!("{theme:?} is not a theme; use \"dark\" or \"light\""),
+        });
+    }
+    Ok(ConsoleSettings { theme, keys: section.keys.clone().unwrap_or_default() })
+}
+
+fn resolve_alerts(section: &file::AlertsSection) -> Result<AlertSettings, ConfigError> {
+    if let Some(url) = &section.webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ConfigError::Invalid {
+            origin: "(file or VOMO_SYNC_ALERTS_WEBHOOK)".to_owned(),
+            line: None,
+            key: "alerts.webhook".to_owned(),
+            message: format!("{url:?} is not an http:// or https:// URL"),
+        });
+    }
+    Ok(AlertSettings {
+        webhook: section.webhook.clone(),
+        lag_above: section.lag_above.map_or(Duration::from_secs(3600), |d| d.0),
+        dlq_older_than: section.dlq_older_than.map_or(Duration::from_secs(3 * 86_400), |d| d.0),
+        cooldown: section.cooldown.map_or(Duration::from_secs(3600), |d| d.0),
+    })
+}
+
+/// Where and when `headless` sends alerts.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertSettings {
+    /// POSTed a JSON alert on each transition; none means no alerts.
+    pub webhook: Option<String>,
+    #[serde(serialize_with = "serialize_duration")]
+    pub lag_above: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub dlq_older_than: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub cooldown: Duration,
+}
+
 /// Files the process reads and writes.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -272,6 +317,7 @@ pub struct Config {
     pub sync: SyncSettings,
     pub headless: HeadlessSettings,
     pub console: ConsoleSettings,
+    pub alerts: AlertSettings,
     /// Non-fatal notes found while loading (unknown variables); shown once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -343,16 +389,8 @@ impl Config {
             key: "headless.listen".to_owned(),
             message: format!("{listen_text:?} is not an address like 127.0.0.1:9187"),
         })?;
-        let theme = merged.console.theme.unwrap_or_else(|| "dark".to_owned());
-        if !["dark", "light"].contains(&theme.as_str()) {
-            return Err(ConfigError::Invalid {
-                origin: "(config file)".to_owned(),
-                line: None,
-                key: "console.theme".to_owned(),
-                message: format!("{theme:?} is not a theme; use \"dark\" or \"light\""),
-            });
-        }
-        let console = ConsoleSettings { theme, keys: merged.console.keys.unwrap_or_default() };
+        let console = resolve_console(&merged.console)?;
+        let alerts = resolve_alerts(&merged.alerts)?;
         let level = overrides.log_level.clone().or(merged.log.level).unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| ConfigError::Flag {
             flag: "log level".to_owned(),
@@ -379,6 +417,7 @@ impl Config {
             sync,
             headless: HeadlessSettings { listen },
             console,
+            alerts,
             warnings,
         })
     }
@@ -394,6 +433,7 @@ impl Config {
             sync: &'a SyncSettings,
             headless: &'a HeadlessSettings,
             console: &'a ConsoleSettings,
+            alerts: &'a AlertSettings,
         }
         #[derive(Serialize)]
         struct StateView {
@@ -406,6 +446,7 @@ impl Config {
             sync: &self.sync,
             headless: &self.headless,
             console: &self.console,
+            alerts: &self.alerts,
         };
         let file_note = if self.paths.config_file_exists { "" } else { " (not present; defaults apply)" };
         let state_path = match &self.state {

@@ -10,6 +10,7 @@
 //! and every change in it is acknowledged by the destinations or durably
 //! parked in the DLQ. A crash anywhere means at-least-once, never a gap.
 
+pub mod alerts;
 pub mod budget;
 pub mod clock;
 mod command;

@@ -1,0 +1,234 @@
+//! Alerts: conditions worth paging someone about, per customer — token
+//! rejected, lag above a threshold, DLQ entries older than a limit, a
+//! reconciliation that found gaps, a deletion sweep stopped by the guard —
+//! computed from engine snapshots. An alert fires on the transition into a
+//! condition, and a condition that clears and comes back within the
+//! cool-down does not fire again, so a flapping customer pages once.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::snapshot::{CustomerSnapshot, EngineSnapshot};
+use crate::domain::{CustomerStatus, RunKind, RunOutcome};
+
+/// What is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    TokenRejected,
+    LagHigh,
+    DlqStale,
+    ReconcileGaps,
+    DeletionGuard,
+}
+
+/// Thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertRules {
+    pub lag_above: Duration,
+    pub dlq_older_than: Duration,
+    /// A condition that clears and returns within this does not fire again.
+    pub cooldown: Duration,
+}
+
+/// One alert to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub customer: String,
+    pub kind: AlertKind,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The conditions a customer is in now, with a sentence each.
+pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) -> Vec<(AlertKind, String)> {
+    let mut found = Vec::new();
+    if c.status == CustomerStatus::TokenRejected {
+        found.push((
+            AlertKind::TokenRejected,
+            format!("{}: VOMO rejected the token; the customer is stopped until a new one is given", c.name),
+        ));
+    }
+    let lag_limit = i64::try_from(rules.lag_above.as_secs()).unwrap_or(i64::MAX);
+    if c.status == CustomerStatus::Active && c.lag_secs > lag_limit {
+        found.push((
+            AlertKind::LagHigh,
+            format!("{}: the checkpoint is {} s behind VOMO (limit {lag_limit} s)", c.name, c.lag_secs),
+        ));
+    }
+    let dlq_limit = chrono::Duration::from_std(rules.dlq_older_than).unwrap_or(chrono::Duration::MAX);
+    if c.dlq.oldest.is_some_and(|oldest| now - oldest > dlq_limit) {
+        found.push((
+            AlertKind::DlqStale,
+            format!(
+                "{}: {} DLQ entries, the oldest older than {} h",
+                c.name,
+                c.dlq.pending,
+                dlq_limit.num_hours()
+            ),
+        ));
+    }
+    let last_reconcile =
+        c.last_runs.iter().filter(|r| r.kind == RunKind::Reconcile).max_by_key(|r| r.started_at);
+    if let Some(run) = last_reconcile {
+        let gaps: i64 = ["missed_create", "missed_update", "drift", "lost_downstream"]
+            .iter()
+            .map(|k| run.counts.get(*k).copied().unwrap_or(0))
+            .sum();
+        if gaps > 0 {
+            found.push((
+                AlertKind::ReconcileGaps,
+                format!("{}: reconciliation run {} found and repaired {gaps} gaps", c.name, run.id),
+            ));
+        }
+    }
+    if let Some(run) = c
+        .last_runs
+        .iter()
+        .find(|r| r.kind == RunKind::Deletions && r.outcome == RunOutcome::NeedsConfirmation)
+    {
+        found.push((
+            AlertKind::DeletionGuard,
+            format!(
+                "{}: deletion sweep run {} stopped at the mass-deletion guard; it waits for an operator",
+                c.name, run.id
+            ),
+        ));
+    }
+    found
+}
+
+/// Remembers which conditions are on, and when each last fired.
+#[derive(Debug, Default)]
+pub struct Alerter {
+    active: BTreeSet<(String, AlertKind)>,
+    fired: HashMap<(String, AlertKind), DateTime<Utc>>,
+}
+
+impl Alerter {
+    /// The alerts a new snapshot calls for.
+    pub fn observe(
+        &mut self,
+        snapshot: &EngineSnapshot,
+        rules: &AlertRules,
+        now: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        let cooldown = chrono::Duration::from_std(rules.cooldown).unwrap_or(chrono::Duration::MAX);
+        let mut now_active = BTreeSet::new();
+        let mut alerts = Vec::new();
+        for customer in &snapshot.customers {
+            for (kind, message) in conditions(customer, rules, now) {
+                let key = (customer.name.clone(), kind);
+                let new = !self.active.contains(&key);
+                let quiet = self.fired.get(&key).is_none_or(|at| now - *at >= cooldown);
+                if new && quiet {
+                    self.fired.insert(key.clone(), now);
+                    alerts.push(Alert { customer: customer.name.clone(), kind, message, at: now });
+                }
+                now_active.insert(key);
+            }
+        }
+        self.active = now_active;
+        alerts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::TokenState;
+    use crate::engine::snapshot::{BudgetView, DlqView, RunView, TokenView};
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
+    }
+
+    fn customer(status: CustomerStatus) -> CustomerSnapshot {
+        CustomerSnapshot {
+            name: "acme".into(),
+            status,
+            status_reason: None,
+            vomo_url: String::new(),
+            watermark: at(0),
+            lag_secs: 30,
+            in_flight: None,
+            users_synced: 10,
+            throughput_per_min: 0.0,
+            budget: BudgetView::default(),
+            token: Some(TokenView {
+                fingerprint: "…abcd".into(),
+                state: TokenState::Valid,
+                validated_at: None,
+            }),
+            dlq: DlqView::default(),
+            current: None,
+            background: None,
+            last_runs: Vec::new(),
+            next_poll_at: None,
+            last_error: None,
+            owned_here: true,
+            stalled: false,
+            requests_total: 0,
+            reconcile_every_secs: 86_400,
+        }
+    }
+
+    fn snapshot(c: CustomerSnapshot) -> EngineSnapshot {
+        EngineSnapshot { at: None, owner: String::new(), customers: vec![c] }
+    }
+
+    const RULES: AlertRules = AlertRules {
+        lag_above: Duration::from_secs(3600),
+        dlq_older_than: Duration::from_secs(3 * 86_400),
+        cooldown: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn an_alert_fires_once_per_transition_and_flapping_is_held_back() {
+        let mut alerter = Alerter::default();
+        let ok = snapshot(customer(CustomerStatus::Active));
+        let bad = snapshot(customer(CustomerStatus::TokenRejected));
+        assert!(alerter.observe(&ok, &RULES, at(0)).is_empty());
+        let fired = alerter.observe(&bad, &RULES, at(1));
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].kind, AlertKind::TokenRejected);
+        assert!(alerter.observe(&bad, &RULES, at(2)).is_empty(), "still rejected: no repeat");
+        assert!(alerter.observe(&ok, &RULES, at(3)).is_empty());
+        assert!(alerter.observe(&bad, &RULES, at(4)).is_empty(), "back within the cool-down: held back");
+        assert!(alerter.observe(&ok, &RULES, at(70)).is_empty());
+        assert_eq!(alerter.observe(&bad, &RULES, at(71)).len(), 1, "after the cool-down it fires again");
+    }
+
+    #[test]
+    fn every_condition_is_recognised() {
+        let mut c = customer(CustomerStatus::Active);
+        c.lag_secs = 7200;
+        c.dlq = DlqView { pending: 2, permanent: 1, oldest: Some(at(0) - chrono::Duration::days(4)) };
+        let run = |id, kind, outcome, counts: &[(&str, i64)]| RunView {
+            id,
+            kind,
+            outcome,
+            started_at: at(0),
+            finished_at: None,
+            counts: counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect::<BTreeMap<_, _>>(),
+            requests_used: 0,
+            message: None,
+        };
+        c.last_runs = vec![
+            run(1, RunKind::Reconcile, RunOutcome::Ok, &[("drift", 2)]),
+            run(2, RunKind::Deletions, RunOutcome::NeedsConfirmation, &[]),
+        ];
+        let kinds: Vec<AlertKind> = conditions(&c, &RULES, at(0)).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            [AlertKind::LagHigh, AlertKind::DlqStale, AlertKind::ReconcileGaps, AlertKind::DeletionGuard]
+        );
+    }
+}
