@@ -404,6 +404,16 @@ text_enum!(
     }
 );
 
+/// A duration for people, in one unit: "42s", "3m", "2h", "4d".
+pub fn duration_text(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use common::sim_with;
 use common::sync::{assert_mirrors, replay_jsonl};
-use sqlx::{Connection, Row};
 use tokio::process::Command;
-use vomo_sync::domain::User;
 use vomo_sync::sim::{SimHandle, UserFields};
 
 const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -58,37 +56,6 @@ fn token_file(dir: &Path, sim: &SimHandle, org: &str) -> String {
 }
 
 /// The PostgreSQL destination's table as users (deleted rows as `None`).
-async fn table_users(url: &str, table: &str) -> std::collections::BTreeMap<i64, Option<User>> {
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let sql = format!(
-        "SELECT vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender,
-         created_at, updated_at, user_status, membership_status, membership_role, deleted_at FROM {table}"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap();
-    rows.iter()
-        .map(|row| {
-            let id: i64 = row.get("vomo_user_id");
-            let deleted: Option<chrono::DateTime<chrono::Utc>> = row.get("deleted_at");
-            let user = deleted.is_none().then(|| User {
-                id,
-                first_name: row.get("first_name"),
-                last_name: row.get("last_name"),
-                full_name: row.get("full_name"),
-                email: row.get("email"),
-                address: row.get("address"),
-                phone: row.get("phone"),
-                birthday: row.get("birthday"),
-                gender: row.get("gender"),
-                created_at: row.get("created_at"),
-                updated_at: row.get("updated_at"),
-                user_status: row.get("user_status"),
-                membership_status: row.get("membership_status"),
-                membership_role: row.get("membership_role"),
-            });
-            (id, user)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
@@ -126,8 +93,8 @@ async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
     assert!(once.status.success(), "{}", text(&once));
     assert!(text(&once).contains("backfill ok"), "{}", text(&once));
     let vomo = sim.users("acme").unwrap();
-    assert_mirrors(&table_users(&pg, "volunteers").await, &vomo);
-    assert_eq!(table_users(&pg, "volunteers").await.len(), 400, "one row per user");
+    assert_mirrors(&common::pg::table_users(&pg, "volunteers").await, &vomo);
+    assert_eq!(common::pg::table_users(&pg, "volunteers").await.len(), 400, "one row per user");
     assert_mirrors(&replay_jsonl(&jsonl), &vomo);
 
     let ids: Vec<i64> = vomo.iter().map(|u| u.id).collect();
@@ -142,7 +109,7 @@ async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
     assert!(once.status.success(), "{}", text(&once));
     assert!(text(&once).contains("poll ok"), "{}", text(&once));
     let vomo = sim.users("acme").unwrap();
-    let table = table_users(&pg, "volunteers").await;
+    let table = common::pg::table_users(&pg, "volunteers").await;
     assert_mirrors(&table, &vomo);
     assert_eq!(table[&ids[0]].as_ref().unwrap().last_name, "Edited");
     assert_eq!(table[&ids[1]], None, "the anonymised user is erased downstream");

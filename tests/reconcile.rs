@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::sim_with;
 use common::sync::{assert_mirrors, engine_config, onboard, replay_jsonl, run_once, state_db};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{
     ApiToken, CustomerSettings, CustomerStatus, FailureClass, RunKind, RunOutcome, User,
@@ -32,32 +32,9 @@ async fn pg(url: &str) -> sqlx::PgConnection {
     sqlx::PgConnection::connect(url).await.unwrap()
 }
 
-/// The users of a destination table, as VOMO users (deleted rows as `None`).
+/// The users of the default destination table.
 async fn table_users(url: &str) -> BTreeMap<i64, Option<User>> {
-    let rows = sqlx::query("SELECT * FROM vomo_users").fetch_all(&mut pg(url).await).await.unwrap();
-    rows.iter()
-        .map(|row| {
-            let id: i64 = row.get("vomo_user_id");
-            let deleted: Option<chrono::DateTime<chrono::Utc>> = row.get("deleted_at");
-            let user = deleted.is_none().then(|| User {
-                id,
-                first_name: row.get("first_name"),
-                last_name: row.get("last_name"),
-                full_name: row.get("full_name"),
-                email: row.get("email"),
-                address: row.get("address"),
-                phone: row.get("phone"),
-                birthday: row.get("birthday"),
-                gender: row.get("gender"),
-                created_at: row.get("created_at"),
-                updated_at: row.get("updated_at"),
-                user_status: row.get("user_status"),
-                membership_status: row.get("membership_status"),
-                membership_role: row.get("membership_role"),
-            });
-            (id, user)
-        })
-        .collect()
+    common::pg::table_users(url, "vomo_users").await
 }
 
 fn phone(value: &str) -> UserFields {

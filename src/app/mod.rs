@@ -143,14 +143,7 @@ pub(crate) fn age(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chr
     duration_text((now - then).num_seconds())
 }
 
-pub(crate) fn duration_text(secs: i64) -> String {
-    match secs.max(0) {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
+pub(crate) use crate::domain::duration_text;
 
 /// `vomo-sync migrate`: applies pending migrations and says what it did.
 async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {

@@ -154,12 +154,17 @@ async fn audit_schedule(shared: &Shared, customer: &Customer) -> (DateTime<Utc>,
     let last = shared.store.last_run_of_each_kind(customer.id).await.unwrap_or_default();
     let due = |kind: RunKind, every_secs: u64| {
         let since = last.iter().find(|r| r.kind == kind).map_or(customer.created_at, |r| r.started_at);
-        since + chrono::Duration::seconds(i64::try_from(every_secs.max(1)).unwrap_or(i64::MAX / 2))
+        since + every(every_secs)
     };
     (
         due(RunKind::Reconcile, customer.settings.reconcile_every_secs),
         due(RunKind::Deletions, customer.settings.deletion_scan_every_secs),
     )
+}
+
+/// An interval from a customer's settings (at least a second).
+fn every(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs.max(1)).unwrap_or(i64::MAX / 2))
 }
 
 /// Starts the scheduled reconciliation or full scan when due (once the
@@ -172,7 +177,6 @@ async fn start_due_audits(
 ) {
     let now = Utc::now();
     let settings = &runtime.customer.settings;
-    let every = |secs: u64| chrono::Duration::seconds(i64::try_from(secs.max(1)).unwrap_or(i64::MAX / 2));
     let job = if now >= schedule.next_scan {
         schedule.next_scan = now + every(settings.deletion_scan_every_secs);
         schedule.next_reconcile = schedule.next_reconcile.max(now + every(settings.reconcile_every_secs));

@@ -166,7 +166,7 @@ impl Context<'_> {
         let actor = self.options.actor.clone();
         self.spawn(async move {
             let what = command.action().to_owned();
-            Msg::Done { what, result: engine.send(command, &actor).await }
+            Msg::Done { what, result: engine.send(command, &actor).await, engine_logged: true }
         });
     }
 
@@ -200,6 +200,7 @@ impl Context<'_> {
             Msg::Done {
                 what: format!("token of {customer}"),
                 result: result.map(|status| format!("replaced; status {status}")),
+                engine_logged: false,
             }
         });
     }
@@ -213,7 +214,7 @@ impl Context<'_> {
                 .await
                 .map(|_| "discarded".to_owned())
                 .map_err(|e| e.to_string());
-            Msg::Done { what: format!("DLQ entry #{id}"), result }
+            Msg::Done { what: format!("DLQ entry #{id}"), result, engine_logged: false }
         });
     }
 

@@ -169,10 +169,12 @@ pub enum Msg {
         customer: String,
         items: Vec<DlqItem>,
     },
-    /// The outcome of an action the runtime carried out.
+    /// The outcome of an action the runtime carried out; `engine_logged`
+    /// when the engine already put it in its event stream (its commands).
     Done {
         what: String,
         result: Result<String, String>,
+        engine_logged: bool,
     },
     OnboardDone(Result<String, String>),
     Tick(DateTime<Utc>),
@@ -345,14 +347,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.dlq_of = Some(customer);
             Vec::new()
         }
-        Msg::Done { what, result } => {
+        Msg::Done { what, result, engine_logged } => {
             let (level, text) = match result {
                 Ok(text) => (EventLevel::Info, format!("{what}: {text}")),
                 Err(e) => (EventLevel::Error, format!("{what} refused: {e}")),
             };
-            // The engine logs its own commands' results; the rest are
-            // logged here so every action's outcome is in the log pane.
-            if !what.contains('.') {
+            // Every action's outcome reaches the log pane once.
+            if !engine_logged {
                 let mut event = EngineEvent::new(None, level, text.clone());
                 event.at = app.now;
                 app.push_log(event);

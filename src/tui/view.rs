@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Spark
 use super::keys::Action;
 use super::state::{App, FORM_FIELDS, Guarded, Health, Mode, Pane, health, token_health};
 use super::theme::Theme;
-use crate::domain::RunKind;
+use crate::domain::{RunKind, duration_text};
 use crate::engine::{CustomerSnapshot, EventLevel};
 
 /// Below this the layout would break; a message is shown instead.
@@ -588,16 +588,6 @@ fn lag_text(c: &CustomerSnapshot) -> String {
         }
         (crate::domain::CustomerStatus::Backfilling, _) => "—".to_owned(),
         _ => duration_text(c.lag_secs),
-    }
-}
-
-/// "42s", "3m", "2h", "4d".
-pub fn duration_text(secs: i64) -> String {
-    match secs.max(0) {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
     }
 }
 

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection, Row};
+use vomo_sync::domain::User;
 
 static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
@@ -142,4 +143,38 @@ fn start_cluster(bin: &Path) -> Result<String, String> {
     }
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     Err(format!("postgres did not become ready on port {port}: {log}"))
+}
+
+/// The users of a destination table, as VOMO users (deleted rows as `None`).
+#[allow(dead_code)] // the store benchmark includes this file and reads no tables
+pub async fn table_users(url: &str, table: &str) -> std::collections::BTreeMap<i64, Option<User>> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let sql = format!(
+        "SELECT vomo_user_id, first_name, last_name, full_name, email, address, phone, birthday, gender,
+         created_at, updated_at, user_status, membership_status, membership_role, deleted_at FROM {table}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            let id: i64 = row.get("vomo_user_id");
+            let deleted: Option<chrono::DateTime<chrono::Utc>> = row.get("deleted_at");
+            let user = deleted.is_none().then(|| User {
+                id,
+                first_name: row.get("first_name"),
+                last_name: row.get("last_name"),
+                full_name: row.get("full_name"),
+                email: row.get("email"),
+                address: row.get("address"),
+                phone: row.get("phone"),
+                birthday: row.get("birthday"),
+                gender: row.get("gender"),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
+                user_status: row.get("user_status"),
+                membership_status: row.get("membership_status"),
+                membership_role: row.get("membership_role"),
+            });
+            (id, user)
+        })
+        .collect()
 }
