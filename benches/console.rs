@@ -54,6 +54,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         next_poll_at: Some(now),
         last_error: None,
         owned_here: true,
+        owner: None,
         stalled: false,
         requests_total: 100,
         reconcile_every_secs: 86_400,

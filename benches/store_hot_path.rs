@@ -64,7 +64,7 @@ async fn bench(label: &str, location: StateLocation, mappings: i64) {
     while next <= mappings {
         let writes: Vec<MappingWrite> =
             (next..(next + batch).min(mappings + 1)).map(|id| write(id, 0)).collect();
-        store.commit_window(customer.id, &writes, None).await.unwrap();
+        store.commit_window(customer.id, &writes, None, None).await.unwrap();
         next += batch;
     }
     let fill = fill_started.elapsed();
@@ -80,7 +80,7 @@ async fn bench(label: &str, location: StateLocation, mappings: i64) {
         let writes: Vec<MappingWrite> = ids.iter().map(|id| write(*id, round as u64 + 1)).collect();
         // Every tenth page completes a window and moves the checkpoint too.
         let advance = (round % 10 == 9).then(Utc::now);
-        store.commit_window(customer.id, &writes, advance).await.unwrap();
+        store.commit_window(customer.id, &writes, advance, None).await.unwrap();
         latencies.push(t.elapsed());
     }
     let total = started.elapsed();

@@ -73,6 +73,10 @@ pub struct ConsoleArgs {
     /// Observe only: every action that changes something is hidden and refused.
     #[arg(long)]
     pub readonly: bool,
+    /// Run no customers here: show every customer of the state DB with the live figures the
+    /// instances running them publish, and send actions to those instances through the state DB.
+    #[arg(long)]
+    pub attach: bool,
     /// No colours (also when NO_COLOR is set).
     #[arg(long)]
     pub no_color: bool,
@@ -99,8 +103,14 @@ pub struct DemoArgs {
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
     /// Re-read the recent past (sync.reconcile_lookback) and repair what the destinations miss.
+    /// Runs here, or is sent to the instance running the customer.
     Reconcile { name: String },
+    /// Poll now: sent to the instance running the customer.
+    Poll { name: String },
+    /// Start (or re-walk) the backfill now: sent to the instance running the customer.
+    Backfill { name: String },
     /// Scan every user: confirm and delete users VOMO no longer has, repair drift.
+    /// Runs here, or is sent to the instance running the customer.
     Deletions {
         name: String,
         /// Report what would be deleted; change nothing.

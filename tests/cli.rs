@@ -146,9 +146,9 @@ fn migrate_creates_the_state_db_then_reports_it_up_to_date() {
         || vomo_sync(home.path()).args(["--state", state.to_str().unwrap(), "migrate"]).output().unwrap();
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migration(s) 1, 2, 3"));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migration(s) 1, 2, 3, 4"));
     let second = run();
-    assert!(String::from_utf8_lossy(&second.stdout).contains("up to date (schema version 3)"));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("up to date (schema version 4)"));
     assert!(state.is_file());
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::sim_with;
 use common::sync::{assert_mirrors, replay_jsonl};
+use sqlx::Connection;
 use tokio::process::Command;
 use vomo_sync::sim::{SimHandle, UserFields};
 
@@ -659,4 +660,90 @@ async fn headless_sends_one_alert_per_transition() {
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// A second process's command for a customer a running `headless` owns
+/// goes through the SQLite state DB's queue (polled): carried out once, by
+/// the owner, audited with the issuing process; `status` names the owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_from_another_process_is_carried_out_once_by_the_owner() {
+    let sim = sim_with(&[("acme", 100)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let state = dir.join("state.db");
+    let with_state = |args: &[&str]| {
+        let mut command = vomo_sync(dir);
+        command.env("VOMO_SYNC_STATE", &state).args(args);
+        command
+    };
+    let tokens = token_file(dir, &sim, "acme");
+    let jsonl_dest = format!("jsonl:{}", dir.join("acme.jsonl").display());
+    let add = with_state(&["customer", "add", "acme", "--token-file", &tokens, "--vomo-url", sim.base_url()])
+        .args(["--dest", &jsonl_dest, "--rate", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(add.status.success(), "{}", text(&add));
+
+    let idle = with_state(&["sync", "poll", "acme"]).output().await.unwrap();
+    assert_eq!(idle.status.code(), Some(1), "{}", text(&idle));
+    assert!(text(&idle).contains("no instance is running acme"), "{}", text(&idle));
+
+    let mut headless =
+        with_state(&["headless", "--listen", "127.0.0.1:0"]).kill_on_drop(true).spawn().unwrap();
+    let mut owner = String::new();
+    for _ in 0..100 {
+        let status = with_state(&["status", "--json"]).output().await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if json[0]["status"] == "active"
+            && let Some(o) = json[0]["owner"].as_str()
+        {
+            owner = o.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(owner.contains(&format!(":{}:", headless.id().unwrap())), "headless owns acme: {owner:?}");
+    let table = with_state(&["status"]).output().await.unwrap();
+    assert!(text(&table).contains("OWNER") && text(&table).contains(&owner), "{}", text(&table));
+
+    let reconcile = with_state(&["sync", "reconcile", "acme"]).output().await.unwrap();
+    assert!(reconcile.status.success(), "{}", text(&reconcile));
+    assert!(
+        text(&reconcile).contains(&format!("(on {owner})")),
+        "answered by the owner: {}",
+        text(&reconcile)
+    );
+
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", state.display())).await.unwrap();
+    let commands: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT command, status, claimed_by FROM commands").fetch_all(&mut db).await.unwrap();
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert!(commands[0].0.contains("reconcile") && commands[0].1 == "done", "{commands:?}");
+    assert_eq!(commands[0].2.as_deref(), Some(owner.as_str()));
+    // The reconciliation runs in the owner, once.
+    let mut reconciles = 0;
+    for _ in 0..50 {
+        reconciles = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND outcome <> 'running' AND owner = $1",
+        )
+        .bind(&owner)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if reconciles > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(reconciles, 1);
+    let audited: Vec<String> =
+        sqlx::query_scalar("SELECT actor FROM audit_log WHERE action = 'sync.reconcile'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert!(audited[0].contains(" via "), "{audited:?}");
+    headless.start_kill().unwrap();
+    headless.wait().await.unwrap();
 }

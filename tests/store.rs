@@ -110,7 +110,7 @@ async fn mappings_and_checkpoint(store: &Store, acme: &vomo_sync::store::Custome
             deleted_at: None,
         })
         .collect();
-    store.commit_window(acme.id, &page, Some(to)).await.unwrap();
+    store.commit_window(acme.id, &page, Some(to), None).await.unwrap();
     let found = store.lookup_mappings(acme.id, &ids).await.unwrap();
     assert_eq!(found.len(), 15);
     assert_eq!(found[&7].external_ids["warehouse"], "7");
@@ -121,14 +121,14 @@ async fn mappings_and_checkpoint(store: &Store, acme: &vomo_sync::store::Custome
     // watermark never moves the checkpoint back.
     let mut again = page[..1].to_vec();
     again[0].content_hash = hash(2);
-    store.commit_window(acme.id, &again, Some(to - Duration::days(1))).await.unwrap();
+    store.commit_window(acme.id, &again, Some(to - Duration::days(1)), None).await.unwrap();
     let one = &store.lookup_mappings(acme.id, &[1]).await.unwrap()[&1];
     assert_eq!((one.content_hash, one.first_synced_at), (hash(2), found[&1].first_synced_at));
     assert_eq!(store.load_checkpoint(acme.id).await.unwrap().watermark, to);
     // A batch that names a user twice keeps the last write.
     let mut twice = vec![page[1].clone(), page[1].clone()];
     twice[1].content_hash = hash(3);
-    store.commit_window(acme.id, &twice, None).await.unwrap();
+    store.commit_window(acme.id, &twice, None, None).await.unwrap();
     assert_eq!(store.lookup_mappings(acme.id, &[2]).await.unwrap()[&2].content_hash, hash(3));
     store.mark_deleted(acme.id, &[3, 4], Utc::now()).await.unwrap();
     assert_eq!(store.mapping_counts(acme.id).await.unwrap(), (15, 2));
@@ -185,7 +185,7 @@ async fn dead_letter_queue(store: &Store, acme: &vomo_sync::store::Customer) {
 
 async fn runs_and_audit(store: &Store, acme: &vomo_sync::store::Customer) {
     // Runs and the audit log.
-    let run = store.start_run(acme.id, RunKind::Backfill).await.unwrap();
+    let run = store.start_run(acme.id, RunKind::Backfill, None).await.unwrap();
     let counts = BTreeMap::from([("created".to_owned(), 15)]);
     store.finish_run(run, RunOutcome::Ok, &counts, 2, None).await.unwrap();
     let last = store.last_run_of_each_kind(acme.id).await.unwrap();
@@ -421,4 +421,76 @@ fn both_backends_embed_the_same_migration_versions() {
         names
     };
     assert_eq!(names("sqlite"), names("postgres"));
+}
+
+/// The command queue and the lease fence, on either backend: a queued
+/// command is claimed by exactly one of many racing claimers, its result
+/// read back; a command nobody claimed can be expired (and then never runs);
+/// a checkpoint commit fenced by a lease this process lost is refused and
+/// changes nothing.
+async fn queue_and_fence(location: StateLocation) {
+    let key = MasterKey::generate();
+    let store = Arc::new(unlocked(&location, &key).await);
+    let acme = onboard(&store, "acme").await;
+    let other = Arc::new(Store::open(&location).await.unwrap());
+
+    let now = Utc::now();
+    let id = store
+        .enqueue_command("acme", r#"{"command":"poll_now","customer":"acme"}"#, "alice", "box-1", now)
+        .await
+        .unwrap();
+    assert!(store.pending_commands_for("owner-a").await.unwrap().is_empty(), "only for the lease holder");
+    assert!(store.acquire_lease(acme.id, "owner-a", now, now + Duration::seconds(60)).await.unwrap());
+    assert_eq!(store.pending_commands_for("owner-a").await.unwrap().len(), 1);
+    let mut claims = Vec::new();
+    for n in 0..16 {
+        let s = if n % 2 == 0 { Arc::clone(&store) } else { Arc::clone(&other) };
+        claims.push(tokio::spawn(async move { s.claim_command(id, "owner-a", Utc::now()).await.unwrap() }));
+    }
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(claim.await.unwrap());
+    }
+    assert_eq!(won, 1, "claimed exactly once");
+    store.finish_command(id, true, "poll started", Utc::now()).await.unwrap();
+    let row = other.queued_command(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.result.as_deref()),
+        (vomo_sync::store::CommandStatus::Done, Some("poll started"))
+    );
+    assert!(
+        !store.expire_command(id, "too late", Utc::now()).await.unwrap(),
+        "a finished command stays finished"
+    );
+
+    let late = store.enqueue_command("acme", "{}", "bob", "box-2", Utc::now()).await.unwrap();
+    assert!(store.expire_command(late, "nobody took it", Utc::now()).await.unwrap());
+    assert!(
+        !store.claim_command(late, "owner-a", Utc::now()).await.unwrap(),
+        "an expired command never runs"
+    );
+
+    // The fence: owner-b takes the lease over (owner-a's expired); owner-a's
+    // commit is refused and the checkpoint stays.
+    let to = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    store.commit_window(acme.id, &[], Some(to), Some("owner-a")).await.unwrap();
+    let later = Utc::now() + Duration::seconds(120);
+    assert!(store.acquire_lease(acme.id, "owner-b", later, later + Duration::seconds(60)).await.unwrap());
+    let refused = store.commit_window(acme.id, &[], Some(to + Duration::days(1)), Some("owner-a")).await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost { .. })), "{refused:?}");
+    assert_eq!(store.load_checkpoint(acme.id).await.unwrap().watermark, to);
+    store.commit_window(acme.id, &[], Some(to + Duration::days(1)), Some("owner-b")).await.unwrap();
+    assert_eq!(store.load_checkpoint(acme.id).await.unwrap().watermark, to + Duration::days(1));
+}
+
+#[tokio::test]
+async fn command_queue_and_lease_fence_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    queue_and_fence(StateLocation::Sqlite(dir.path().join("state.db"))).await;
+}
+
+#[tokio::test]
+async fn command_queue_and_lease_fence_on_postgres() {
+    let Some(url) = common::pg::fresh_database().await else { return };
+    queue_and_fence(StateLocation::Postgres(url)).await;
 }

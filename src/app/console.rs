@@ -1,5 +1,6 @@
 //! `vomo-sync console`: the engine and the operations console in one
-//! process. Quitting (or SIGTERM/SIGHUP) restores the terminal first, then
+//! process; with `--attach`, a console over the state DB that runs no
+//! customers itself and acts through the instances that do. Quitting (or SIGTERM/SIGHUP) restores the terminal first, then
 //! lets the engine finish its pages in flight and give its leases back.
 
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use anyhow::Context;
 
 use crate::cli::ConsoleArgs;
 use crate::config::Config;
-use crate::engine::{Engine, EngineConfig, EngineHandle, os_user};
+use crate::engine::{Engine, EngineConfig, EngineHandle, Role, os_user};
 use crate::tui::keys::KeyMap;
 use crate::tui::theme::ThemeKind;
 use crate::tui::{self, ConsoleOptions};
@@ -17,9 +18,19 @@ use crate::tui::{self, ConsoleOptions};
 use super::{default_settings, open_ops, open_store};
 
 pub async fn run(args: &ConsoleArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let options = options(args, config, config.vomo.base_url.clone())?;
+    let mut options = options(args, config, config.vomo.base_url.clone())?;
     let store = open_store(config, true).await?;
-    let engine = Arc::new(Engine::start(store, EngineConfig::from_config(config)).await?);
+    let mut engine_config = EngineConfig::from_config(config);
+    if args.attach {
+        engine_config.role = Role::Attached;
+        options.greeting = Some(format!(
+            "attached to {}: this console runs no customers; it shows what the instances running them \
+             publish every {} and sends actions to them through the state DB",
+            store.location(),
+            humantime::format_duration(engine_config.reload_every)
+        ));
+    }
+    let engine = Arc::new(Engine::start(store, engine_config).await?);
     let ops = Arc::new(open_ops(config, true).await?);
     hosted(engine, ops, options).await
 }

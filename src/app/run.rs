@@ -174,11 +174,23 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
                 ),
                 c.token.as_ref().map_or_else(|| "none".into(), |t| format!("{} {}", t.fingerprint, t.state)),
                 format!("{}/s", c.budget.configured),
+                c.owner.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     print_table(
-        &["CUSTOMER", "STATE", "CHECKPOINT", "LAG", "LAST RUN", "USERS", "DLQ (OLDEST)", "TOKEN", "BUDGET"],
+        &[
+            "CUSTOMER",
+            "STATE",
+            "CHECKPOINT",
+            "LAG",
+            "LAST RUN",
+            "USERS",
+            "DLQ (OLDEST)",
+            "TOKEN",
+            "BUDGET",
+            "OWNER",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)

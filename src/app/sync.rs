@@ -1,12 +1,15 @@
 //! `vomo-sync sync …`: a reconciliation or a deletion sweep now, and the
-//! operator's answer to a sweep the mass-deletion guard stopped.
+//! operator's answer to a sweep the mass-deletion guard stopped. When an
+//! instance runs the customer, the command goes to it through the state
+//! DB's command queue (it is carried out there, once) and its answer is
+//! printed; otherwise reconciliations and sweeps run here.
 
 use std::process::ExitCode;
 
 use crate::cli::SyncCommand;
 use crate::config::Config;
 use crate::engine::ops::RunNow;
-use crate::engine::os_user;
+use crate::engine::{Command, os_user};
 
 use super::open_ops;
 
@@ -16,7 +19,19 @@ const EXIT_NEEDS_CONFIRMATION: u8 = 3;
 pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCode> {
     let ops = open_ops(config, false).await?;
     let actor = os_user();
+    if let Some(queued) = as_engine_command(&command)
+        && let Some(answer) = ops.forward(&queued, &actor).await?
+    {
+        println!("{}: {answer}", queued.customer().unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
     match command {
+        SyncCommand::Poll { name } | SyncCommand::Backfill { name } => {
+            anyhow::bail!(
+                "no instance is running {name} (paused, token rejected, or no `vomo-sync headless` up); \
+                 `vomo-sync status` shows its state, `vomo-sync headless --once` syncs it once here"
+            )
+        }
         SyncCommand::Reconcile { name } => {
             let report = ops.run_now(&name, RunNow::Reconcile, &actor).await?;
             let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
@@ -79,4 +94,21 @@ pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The engine command a `sync …` invocation stands for.
+fn as_engine_command(command: &SyncCommand) -> Option<Command> {
+    Some(match command {
+        SyncCommand::Reconcile { name } => Command::Reconcile { customer: name.clone() },
+        SyncCommand::Poll { name } => Command::PollNow { customer: name.clone() },
+        SyncCommand::Backfill { name } => Command::Backfill { customer: name.clone() },
+        SyncCommand::Deletions { name, dry_run, confirm: None, dismiss: None } => {
+            Command::DeletionSweep { customer: name.clone(), dry_run: *dry_run }
+        }
+        SyncCommand::Deletions { name, confirm, dismiss, .. } => Command::SettleDeletions {
+            customer: name.clone(),
+            run: confirm.or(*dismiss)?,
+            confirm: confirm.is_some(),
+        },
+    })
 }

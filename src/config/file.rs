@@ -90,6 +90,8 @@ pub struct SyncSection {
     pub deletion_guard_share: Option<Lenient<f64>>,
     pub deletion_guard_max: Option<Lenient<u64>>,
     pub offboard_retention: Option<HumanDuration>,
+    pub lease_period: Option<HumanDuration>,
+    pub heartbeat_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -226,6 +228,8 @@ impl FileConfig {
                 deletion_guard_share: other.sync.deletion_guard_share.or(self.sync.deletion_guard_share),
                 deletion_guard_max: other.sync.deletion_guard_max.or(self.sync.deletion_guard_max),
                 offboard_retention: other.sync.offboard_retention.or(self.sync.offboard_retention),
+                lease_period: other.sync.lease_period.or(self.sync.lease_period),
+                heartbeat_every: other.sync.heartbeat_every.or(self.sync.heartbeat_every),
             },
             headless: HeadlessSection { listen: other.headless.listen.or(self.headless.listen) },
             console: ConsoleSection {

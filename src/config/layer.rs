@@ -31,6 +31,8 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("VOMO_SYNC_SYNC_DELETION_GUARD_SHARE", "sync", "deletion_guard_share"),
     ("VOMO_SYNC_SYNC_DELETION_GUARD_MAX", "sync", "deletion_guard_max"),
     ("VOMO_SYNC_SYNC_OFFBOARD_RETENTION", "sync", "offboard_retention"),
+    ("VOMO_SYNC_SYNC_LEASE_PERIOD", "sync", "lease_period"),
+    ("VOMO_SYNC_SYNC_HEARTBEAT_EVERY", "sync", "heartbeat_every"),
     ("VOMO_SYNC_HEADLESS_LISTEN", "headless", "listen"),
     ("VOMO_SYNC_ALERTS_WEBHOOK", "alerts", "webhook"),
     ("VOMO_SYNC_ALERTS_LAG_ABOVE", "alerts", "lag_above"),

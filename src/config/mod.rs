@@ -196,6 +196,14 @@ pub struct SyncSettings {
     /// How long an offboarded customer's state is kept for a restore.
     #[serde(serialize_with = "serialize_duration")]
     pub offboard_retention: Duration,
+    /// How long a customer's lease lasts without renewal: after a crash,
+    /// another instance takes the customer over within this period.
+    #[serde(serialize_with = "serialize_duration")]
+    pub lease_period: Duration,
+    /// How often an instance renews its leases, re-reads customers, writes
+    /// its heartbeat row and live figures, and looks for commands (SQLite).
+    #[serde(serialize_with = "serialize_duration")]
+    pub heartbeat_every: Duration,
 }
 
 /// A daily span of UTC hours; may wrap midnight (`22:00-06:00`).
@@ -501,6 +509,19 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
             format!("{deletion_guard_share} is not a share between 0 and 1"),
         ));
     }
+    let lease_period = raw.lease_period.map_or(Duration::from_secs(60), |d| d.0);
+    let heartbeat_every = raw.heartbeat_every.map_or(Duration::from_secs(5), |d| d.0);
+    if heartbeat_every.is_zero() || heartbeat_every * 3 > lease_period {
+        return Err(invalid(
+            "heartbeat_every",
+            format!(
+                "{} must be more than zero and at most a third of lease_period ({}), so a lease is renewed \
+                 several times before it can expire",
+                humantime::format_duration(heartbeat_every),
+                humantime::format_duration(lease_period)
+            ),
+        ));
+    }
     if chunk_users < 15 {
         return Err(invalid("chunk_users", "must be at least 15 (one page)".into()));
     }
@@ -521,6 +542,8 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
         deletion_guard_share,
         deletion_guard_max: raw.deletion_guard_max.map_or(500, |n| n.0),
         offboard_retention: raw.offboard_retention.map_or(Duration::from_secs(30 * 24 * 3600), |d| d.0),
+        lease_period,
+        heartbeat_every,
     })
 }
 

@@ -174,6 +174,7 @@ mod tests {
             next_poll_at: None,
             last_error: None,
             owned_here: true,
+            owner: None,
             stalled: false,
             requests_total: 0,
             reconcile_every_secs: 86_400,

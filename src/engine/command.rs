@@ -3,8 +3,10 @@
 
 use crate::store::{DlqId, RunId};
 
-/// Something an operator asks the engine to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something an operator asks the engine to do. Serialisable: a command
+/// for a customer another process runs travels through the state DB.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Start the backfill now (outside allowed hours too), or re-walk every
     /// user of an active customer without moving its checkpoint.

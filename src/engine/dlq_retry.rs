@@ -150,7 +150,7 @@ impl CustomerRuntime {
             synced_at: Utc::now(),
             deleted_at: mapping.deleted_at,
         };
-        store.commit_window(self.customer.id, &[write], None).await?;
+        store.commit_window(self.customer.id, &[write], None, None).await?;
         Ok(())
     }
 }

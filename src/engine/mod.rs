@@ -17,10 +17,12 @@ mod command;
 mod detect;
 mod dlq_retry;
 mod fetch;
+mod fleet;
 pub mod health;
 pub mod once;
 pub mod ops;
 mod process;
+pub mod queue;
 mod settle;
 mod snapshot;
 mod supervisor;
@@ -81,6 +83,9 @@ pub struct EngineConfig {
     pub reload_every: Duration,
     /// Lease period; leases are renewed at every reload.
     pub lease_ttl: Duration,
+    /// A worker runs customers; an attached console only watches and sends
+    /// commands to the instances that run them.
+    pub role: Role,
     /// Who owns leases: host, process and a random tag.
     pub owner: String,
     /// How far back a reconciliation re-reads.
@@ -107,13 +112,33 @@ impl EngineConfig {
             dlq_retry: RetryPolicy { retries: u32::MAX, base: sync.dlq_retry_base },
             dlq_retry_max: sync.dlq_retry_max,
             chunk_users: sync.chunk_users,
-            reload_every: Duration::from_secs(5),
-            lease_ttl: Duration::from_secs(60),
+            reload_every: sync.heartbeat_every,
+            lease_ttl: sync.lease_period,
+            role: Role::Worker,
             owner: default_owner(),
             reconcile_lookback: sync.reconcile_lookback,
             deletion_guard_share: sync.deletion_guard_share,
             deletion_guard_max: sync.deletion_guard_max,
             offboard_retention: sync.offboard_retention,
+        }
+    }
+}
+
+/// What a process does with the customers of the state DB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes its fair share of customers and runs them.
+    Worker,
+    /// Runs nothing; shows every customer from the workers' heartbeat rows
+    /// and sends commands through the state DB (`console --attach`).
+    Attached,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Worker => "worker",
+            Self::Attached => "attached",
         }
     }
 }

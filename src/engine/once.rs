@@ -114,7 +114,7 @@ async fn one_customer(
     let name = customer.name.clone();
     let result = async {
         let _ = shared.store.abort_running_runs(customer.id, "the process running it stopped").await;
-        let runtime = shared.prepare(&customer, Arc::clone(&live)).await?;
+        let runtime = shared.prepare(&customer, Arc::clone(&live), Some(&shared.config.owner)).await?;
         let report = advancing_run(&shared, &runtime, false, &cancel).await?;
         runtime.retry_dlq(&Selection::Due).await?;
         Ok::<_, SyncError>(report)

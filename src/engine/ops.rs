@@ -9,9 +9,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Command;
 use super::dlq_retry::{RetryReport, Selection};
+use super::fleet::Holding;
 use super::settle;
-use super::snapshot::{CustomerSnapshot, build_customer};
+use super::snapshot::{CustomerSnapshot, Holder, build_customer};
 use super::supervisor::Shared;
 use super::sync::Live;
 use super::sync::{Mode, RunReport};
@@ -248,7 +250,8 @@ impl Ops {
         Ok(next)
     }
 
-    /// Every customer's health as the state DB knows it (no live figures).
+    /// Every customer's health as the state DB knows it, with the owning
+    /// process and the live figures it last published.
     pub async fn status(&self, name: Option<&str>) -> Result<Vec<CustomerSnapshot>, OpsError> {
         if let Some(name) = name {
             self.customer(name).await?;
@@ -256,24 +259,43 @@ impl Ops {
         let customers = self.store().customers().await?;
         let overview = self.store().overview().await?;
         let synced = self.store().synced_user_counts().await?;
-        let live = Live::default();
+        // Which process runs each customer, and its live figures.
+        let fleet =
+            super::fleet::Fleet::read(self.store(), Utc::now(), self.shared.config.reload_every).await?;
         Ok(customers
             .iter()
             .filter(|c| name.is_none_or(|n| n == c.name))
             .map(|c| {
-                let owned = false;
+                let owner = fleet.holder(c.id);
                 build_customer(
                     c,
                     overview.get(&c.id),
                     synced.get(&c.id).copied().unwrap_or(0),
-                    &live,
+                    owner.and_then(|o| fleet.figures(o, &c.name)),
                     None,
-                    None,
-                    owned,
-                    std::time::Duration::MAX,
+                    Holder { owner, here: false },
                 )
             })
             .collect())
+    }
+
+    /// Sends `command` to the instance running its customer through the
+    /// state DB's command queue and waits for its answer. `Ok(None)` when
+    /// no other process runs the customer (the caller may act itself).
+    pub async fn forward(&self, command: &Command, actor: &str) -> Result<Option<String>, OpsError> {
+        let name = command.customer().unwrap_or_default();
+        let customer = self.customer(name).await?;
+        let config = &self.shared.config;
+        match super::fleet::holding(self.store(), customer.id, &config.owner, config.reload_every).await? {
+            Holding::Free => Ok(None),
+            Holding::Busy(holder) => Err(OpsError::Invalid(super::supervisor::busy(name, &holder))),
+            Holding::Worker(holder) => {
+                super::queue::send(self.store(), command, actor, &config.owner, &holder)
+                    .await
+                    .map(Some)
+                    .map_err(OpsError::Invalid)
+            }
+        }
     }
 
     /// Makes `name`'s read-only health token (replacing any previous one)
@@ -373,7 +395,7 @@ impl Ops {
             )));
         }
         let lease = self.take_lease(&customer).await?;
-        let runtime = self.shared.prepare(&customer, Arc::new(Live::default())).await;
+        let runtime = self.shared.prepare(&customer, Arc::new(Live::default()), Some(&lease.owner)).await;
         let result = match runtime {
             Ok(runtime) => {
                 let (kind, mode) = match mode {
@@ -423,7 +445,7 @@ impl Ops {
         customer: &Customer,
         ids: &[VomoUserId],
     ) -> Result<(usize, usize), OpsError> {
-        let runtime = self.shared.prepare(customer, Arc::new(Live::default())).await?;
+        let runtime = self.shared.prepare(customer, Arc::new(Live::default()), None).await?;
         Ok(runtime.delete_confirmed(ids).await?)
     }
 
@@ -474,7 +496,7 @@ impl Ops {
         actor: &str,
     ) -> Result<RetryReport, OpsError> {
         let customer = self.customer(name).await?;
-        let runtime = self.shared.prepare(&customer, Arc::new(Live::default())).await?;
+        let runtime = self.shared.prepare(&customer, Arc::new(Live::default()), None).await?;
         let selection = ids.clone().map_or(Selection::All, Selection::Ids);
         let report = runtime.retry_dlq(&selection).await?;
         let detail = ids.map_or_else(|| "all pending entries".to_owned(), |ids| format!("entries {ids:?}"));

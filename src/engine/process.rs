@@ -34,6 +34,9 @@ pub struct DeliveryTarget {
     pub customer: String,
     pub destinations: Arc<Vec<Destination>>,
     pub dlq_backoff: RetryPolicy,
+    /// The lease this delivery runs under: checkpoints move only while it
+    /// is held (`None` for work that never moves one, like DLQ retries).
+    pub lease_owner: Option<String>,
 }
 
 /// Counters of one run, by cause.
@@ -215,7 +218,10 @@ impl Batches {
         if !pending.is_empty() {
             writes.extend(self.deliver(pending, now).await?);
         }
-        self.target.store.commit_window(self.target.customer_id, &writes, advance_to).await?;
+        self.target
+            .store
+            .commit_window(self.target.customer_id, &writes, advance_to, self.target.lease_owner.as_deref())
+            .await?;
         Ok(())
     }
 
@@ -318,7 +324,7 @@ impl Batches {
             return Ok(());
         }
         let writes = self.deliver(pending, Utc::now()).await?;
-        self.target.store.commit_window(self.target.customer_id, &writes, None).await?;
+        self.target.store.commit_window(self.target.customer_id, &writes, None, None).await?;
         Ok(())
     }
 

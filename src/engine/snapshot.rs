@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::budget::BudgetFigures;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window};
@@ -53,6 +53,8 @@ pub struct CustomerSnapshot {
     pub last_error: Option<String>,
     /// True when this process holds the customer's lease and works on it.
     pub owned_here: bool,
+    /// The process holding the customer's lease (`host:pid:tag`), if any.
+    pub owner: Option<String>,
     /// True when a run has made no progress for too long.
     pub stalled: bool,
     pub requests_total: u64,
@@ -61,7 +63,7 @@ pub struct CustomerSnapshot {
 }
 
 /// The rate budget as shown.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct BudgetView {
     pub configured: f64,
     pub effective: f64,
@@ -83,7 +85,7 @@ impl From<BudgetFigures> for BudgetView {
 }
 
 /// What may be shown of a token: its fingerprint, never the token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenView {
     pub fingerprint: String,
     pub state: TokenState,
@@ -91,7 +93,7 @@ pub struct TokenView {
 }
 
 /// Pending DLQ entries.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct DlqView {
     pub pending: i64,
     pub permanent: i64,
@@ -99,7 +101,7 @@ pub struct DlqView {
 }
 
 /// A run in progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunProgress {
     pub kind: RunKind,
     pub started_at: DateTime<Utc>,
@@ -111,7 +113,7 @@ pub struct RunProgress {
 }
 
 /// A finished (or waiting) run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
     pub id: crate::store::RunId,
     pub kind: RunKind,
@@ -147,43 +149,79 @@ impl EngineEvent {
     }
 }
 
-/// Builds one customer's snapshot from the state DB's figures and the
-/// worker's live ones.
-#[allow(clippy::too_many_arguments)]
+/// What only the process running a customer knows: its figures in memory.
+/// Owners publish these in their heartbeat row, so processes elsewhere
+/// (an attached console, another instance's health page) show them too.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LiveFigures {
+    pub throughput_per_min: f64,
+    pub budget: Option<BudgetView>,
+    pub current: Option<RunProgress>,
+    pub background: Option<RunProgress>,
+    pub next_poll_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub stalled: bool,
+    pub requests_total: u64,
+}
+
+impl LiveFigures {
+    /// A worker's figures now.
+    pub(super) fn of(
+        live: &super::sync::Live,
+        budget: Option<&super::budget::Budget>,
+        stall_after: std::time::Duration,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let progress_of = |live: &super::sync::Live| {
+            live.current().map(|(kind, started_at)| RunProgress {
+                kind,
+                started_at,
+                pages: live.progress.pages.load(Ordering::Relaxed),
+                users: live.progress.users.load(Ordering::Relaxed),
+                total: live.progress.total.load(Ordering::Relaxed),
+                requests: 0,
+            })
+        };
+        let current = progress_of(live);
+        Self {
+            throughput_per_min: live.throughput_per_min(),
+            budget: budget.map(|b| b.figures().into()),
+            background: live.background().and_then(|b| progress_of(&b)),
+            stalled: current.is_some() && live.last_progress().is_some_and(|at| at.elapsed() > stall_after),
+            current,
+            next_poll_at: live.next_poll_at(),
+            last_error: live.last_error(),
+            requests_total: live.requests_total.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Who holds a customer, as a snapshot shows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Holder<'a> {
+    pub owner: Option<&'a str>,
+    pub here: bool,
+}
+
+/// Builds one customer's snapshot from the state DB's figures and the live
+/// figures of the process running it (here or elsewhere), if any.
 pub(super) fn build_customer(
     customer: &crate::store::Customer,
     overview: Option<&crate::store::Overview>,
     users_synced: i64,
-    live: &super::sync::Live,
-    budget: Option<&super::budget::Budget>,
+    live: Option<&LiveFigures>,
     server_now: Option<DateTime<Utc>>,
-    owned_here: bool,
-    stall_after: std::time::Duration,
+    holder: Holder<'_>,
 ) -> CustomerSnapshot {
-    use std::sync::atomic::Ordering;
     let watermark = overview.and_then(|o| o.watermark).unwrap_or_else(crate::domain::epoch);
     let now = server_now.unwrap_or_else(Utc::now);
-    let progress_of = |live: &super::sync::Live| {
-        live.current().map(|(kind, started_at)| RunProgress {
-            kind,
-            started_at,
-            pages: live.progress.pages.load(Ordering::Relaxed),
-            users: live.progress.users.load(Ordering::Relaxed),
-            total: live.progress.total.load(Ordering::Relaxed),
-            requests: 0,
-        })
-    };
-    let current = progress_of(live);
-    let background = live.background().and_then(|b| progress_of(&b));
-    let stalled = current.is_some() && live.last_progress().is_some_and(|at| at.elapsed() > stall_after);
-    let budget = budget.map_or(
-        BudgetView {
-            configured: customer.settings.rate_per_s,
-            effective: customer.settings.rate_per_s,
-            ..BudgetView::default()
-        },
-        |b| b.figures().into(),
-    );
+    let idle = LiveFigures::default();
+    let live = live.unwrap_or(&idle);
+    let budget = live.budget.unwrap_or(BudgetView {
+        configured: customer.settings.rate_per_s,
+        effective: customer.settings.rate_per_s,
+        ..BudgetView::default()
+    });
     CustomerSnapshot {
         name: customer.name.clone(),
         status: customer.status,
@@ -193,7 +231,7 @@ pub(super) fn build_customer(
         lag_secs: (now - watermark).num_seconds().max(0),
         in_flight: overview.and_then(|o| o.in_flight),
         users_synced,
-        throughput_per_min: live.throughput_per_min(),
+        throughput_per_min: live.throughput_per_min,
         budget,
         token: overview.and_then(|o| o.token.as_ref()).map(|t| TokenView {
             fingerprint: t.fingerprint.clone(),
@@ -205,8 +243,8 @@ pub(super) fn build_customer(
             permanent: o.dlq.permanent,
             oldest: o.dlq.oldest,
         }),
-        current,
-        background,
+        current: live.current.clone(),
+        background: live.background.clone(),
         last_runs: overview.map_or_else(Vec::new, |o| {
             o.last_runs
                 .iter()
@@ -222,11 +260,12 @@ pub(super) fn build_customer(
                 })
                 .collect()
         }),
-        next_poll_at: live.next_poll_at(),
-        last_error: live.last_error(),
-        owned_here,
-        stalled,
-        requests_total: live.requests_total.load(Ordering::Relaxed),
+        next_poll_at: live.next_poll_at,
+        last_error: live.last_error.clone(),
+        owned_here: holder.here,
+        owner: holder.owner.map(str::to_owned),
+        stalled: live.stalled,
+        requests_total: live.requests_total,
         reconcile_every_secs: customer.settings.reconcile_every_secs,
     }
 }

@@ -1,10 +1,14 @@
-//! The engine's supervisor: one task that owns the customer workers. It
-//! re-reads customers from the state DB every few seconds (new customers,
-//! pauses, replaced tokens — also when made by another process), holds a
-//! lease for every customer it runs (one writer per customer), routes
-//! operator commands, and publishes a snapshot about once a second. On
-//! shutdown it stops every worker, waits for them within a deadline, and
-//! gives the leases back.
+//! The engine's supervisor: one task that owns the customer workers. Every
+//! heartbeat period it re-reads customers from the state DB (new customers,
+//! pauses, replaced tokens — also when made by another process), renews the
+//! leases of the customers it runs (one writer per customer), takes its fair
+//! share of the customers nobody runs and gives back what exceeds it, and
+//! writes its heartbeat row with its customers' live figures. It routes
+//! operator commands: to its own workers, or through the state DB's command
+//! queue to the process running the customer; and it carries out queued
+//! commands for its own customers. It publishes a snapshot about once a
+//! second. On shutdown it stops every worker, waits for them within a
+//! deadline, and gives the leases back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,11 +23,12 @@ use super::budget::Budget;
 use super::clock::Clocks;
 use super::command::{Command, CommandReply};
 use super::dlq_retry::Selection;
+use super::fleet::{self, Fleet, Holding};
 use super::process::DeliveryTarget;
-use super::snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel};
+use super::snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel, Holder, LiveFigures};
 use super::sync::{CustomerRuntime, Live, RunReport};
 use super::worker::{self, Job, WorkerEnd, WorkerMsg};
-use super::{EngineConfig, SyncError};
+use super::{EngineConfig, Role, SyncError, queue};
 use crate::dest::{Destination, DestinationSpec};
 use crate::domain::CustomerStatus;
 use crate::store::{AuditEntry, Customer, CustomerId, Overview, Store};
@@ -37,6 +42,10 @@ const STALL_AFTER: Duration = Duration::from_secs(300);
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 /// How often customers past their offboarding retention are purged.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+/// How often the command queue is looked at without a notification.
+const COMMAND_POLL: Duration = Duration::from_secs(1);
+/// Heartbeat rows silent this long are removed (crashed processes).
+const FORGET_INSTANCES_AFTER: chrono::Duration = chrono::Duration::days(1);
 
 /// What every worker shares.
 pub struct Shared {
@@ -91,7 +100,14 @@ impl Shared {
     }
 
     /// Everything a customer's runs need: token, client, destinations.
-    pub async fn prepare(&self, customer: &Customer, live: Arc<Live>) -> Result<CustomerRuntime, SyncError> {
+    /// `lease_owner` is the lease the runs hold (checkpoint commits are
+    /// fenced by it), `None` for work that never moves a checkpoint.
+    pub async fn prepare(
+        &self,
+        customer: &Customer,
+        live: Arc<Live>,
+        lease_owner: Option<&str>,
+    ) -> Result<CustomerRuntime, SyncError> {
         let token = self.store.load_token(customer).await?.ok_or_else(|| {
             SyncError::Destination(format!("customer {} has no token (offboarded?)", customer.name))
         })?;
@@ -116,6 +132,7 @@ impl Shared {
                 customer: customer.name.clone(),
                 destinations: Arc::new(destinations),
                 dlq_backoff: self.config.dlq_retry,
+                lease_owner: lease_owner.map(str::to_owned),
             }),
             config: Arc::clone(&self.config),
             customer: customer.clone(),
@@ -135,6 +152,9 @@ struct Envelope {
     command: Command,
     actor: String,
     reply: oneshot::Sender<CommandReply>,
+    /// Taken from the state DB's queue: carried out here or refused, never
+    /// queued again.
+    queued: bool,
 }
 
 /// What front ends hold: commands in, snapshots and events out.
@@ -156,7 +176,7 @@ impl EngineHandle {
     /// Sends a command and waits for its one-line answer.
     pub async fn send(&self, command: Command, actor: &str) -> CommandReply {
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { command, actor: actor.to_owned(), reply };
+        let envelope = Envelope { command, actor: actor.to_owned(), reply, queued: false };
         self.commands.send(envelope).await.map_err(|_| "the engine has stopped".to_owned())?;
         answer.await.map_err(|_| "the engine stopped before answering".to_owned())?
     }
@@ -203,7 +223,11 @@ impl Engine {
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(EngineSnapshot::default()));
         let cancel = CancellationToken::new();
         let events = shared.events.clone();
+        let commands_waiting = Arc::new(tokio::sync::Notify::new());
         let mut supervisor = Supervisor {
+            started_at: Utc::now(),
+            fleet: Fleet::default(),
+            commands_waiting: Arc::clone(&commands_waiting),
             shared,
             workers: HashMap::new(),
             lives: HashMap::new(),
@@ -214,15 +238,40 @@ impl Engine {
             synced_activity: 0,
             snapshot_tx,
         };
+        // Be seen before taking customers, so instances starting together
+        // count each other in their fair shares.
+        supervisor.heartbeat().await;
         supervisor.reconcile().await;
         supervisor.publish();
+        spawn_command_listener(&supervisor.shared, commands_waiting, cancel.clone());
         let task = tokio::spawn(supervisor.run(inbox, cancel.clone()));
         Ok(EngineHandle { commands, snapshot, events, cancel, task: Mutex::new(Some(task)) })
     }
 }
 
+/// Wakes the supervisor when a command may be waiting in the state DB:
+/// on `NOTIFY` (PostgreSQL) or every second (SQLite, or a lost listener).
+fn spawn_command_listener(shared: &Shared, waiting: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
+    if shared.config.role != Role::Worker {
+        return;
+    }
+    let mut signal = shared.store.command_signal();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = signal.wait(COMMAND_POLL) => waiting.notify_one(),
+            }
+        }
+    });
+}
+
 struct Supervisor {
     shared: Arc<Shared>,
+    started_at: chrono::DateTime<Utc>,
+    /// The other processes at the last reload.
+    fleet: Fleet,
+    commands_waiting: Arc<tokio::sync::Notify>,
     workers: HashMap<CustomerId, WorkerSlot>,
     lives: HashMap<CustomerId, Arc<Live>>,
     customers: Vec<Customer>,
@@ -249,37 +298,48 @@ impl Supervisor {
                     Some(envelope) => self.command(envelope).await,
                     None => break,
                 },
-                _ = reload.tick() => self.reconcile().await,
+                _ = reload.tick() => {
+                    self.reconcile().await;
+                    self.heartbeat().await;
+                    self.run_queued().await;
+                }
+                () = self.commands_waiting.notified() => self.run_queued().await,
                 _ = tick.tick() => self.publish(),
                 _ = housekeeping.tick() => self.purge_expired().await,
             }
         }
         self.stop_all().await;
+        let stale = Utc::now() - FORGET_INSTANCES_AFTER;
+        if let Err(e) = self.shared.store.forget_instances(&self.shared.config.owner, stale).await {
+            tracing::warn!(error = %e, "cannot remove this instance's heartbeat row; it ages out by itself");
+        }
         self.publish();
     }
 
-    /// Brings the running workers in line with the state DB.
+    /// Brings the running workers in line with the state DB: renews the
+    /// leases held, stops what is no longer runnable here, takes up to a
+    /// fair share of the customers nobody runs, and gives back the excess.
     async fn reconcile(&mut self) {
         if let Err(e) = self.refresh().await {
             self.shared.event(None, EventLevel::Error, format!("cannot read the state DB: {e}"));
             return;
         }
+        self.renew_all().await;
         let customers = self.customers.clone();
+        let mut runnable = Vec::new();
         for customer in &customers {
             let signature = self.signature(customer);
-            let runnable = matches!(customer.status, CustomerStatus::Backfilling | CustomerStatus::Active)
+            let is_runnable = matches!(customer.status, CustomerStatus::Backfilling | CustomerStatus::Active)
                 && self.overview.get(&customer.id).is_some_and(|o| o.token.is_some());
             let (finished, changed) = match self.workers.get(&customer.id) {
                 Some(slot) => (slot.join.is_finished(), slot.signature != signature),
                 None => (false, false),
             };
-            if finished || changed || (!runnable && self.workers.contains_key(&customer.id)) {
+            if finished || changed || (!is_runnable && self.workers.contains_key(&customer.id)) {
                 self.stop(customer.id).await;
             }
-            if runnable && !self.workers.contains_key(&customer.id) {
-                self.spawn(customer, signature).await;
-            } else if self.workers.contains_key(&customer.id) {
-                self.renew(customer).await;
+            if is_runnable {
+                runnable.push((customer, signature));
             }
         }
         let known: Vec<CustomerId> = customers.iter().map(|c| c.id).collect();
@@ -287,12 +347,153 @@ impl Supervisor {
         for id in gone {
             self.stop(id).await;
         }
+        if self.shared.config.role != Role::Worker {
+            return;
+        }
+        let me = self.shared.config.owner.clone();
+        let share = fleet::fair_share(runnable.len(), self.fleet.live_workers(&me, Role::Worker));
+        for (customer, signature) in runnable {
+            if self.workers.len() >= share {
+                break;
+            }
+            let held_elsewhere = self.fleet.holder(customer.id).is_some_and(|h| h != me);
+            if !self.workers.contains_key(&customer.id) && !held_elsewhere {
+                self.spawn(customer, signature).await;
+            }
+        }
+        self.give_back_excess(share).await;
+    }
+
+    /// Renews every lease this process holds in one statement; a worker
+    /// whose lease another process took over is stopped at once.
+    async fn renew_all(&mut self) {
+        if self.workers.is_empty() {
+            return;
+        }
+        let owner = &self.shared.config.owner;
+        let held = match self.shared.store.renew_leases(owner, Utc::now(), self.shared.lease_expiry()).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Checkpoint commits are fenced by the lease, so working on
+                // until the DB answers again cannot corrupt anything.
+                self.shared.event(None, EventLevel::Error, format!("cannot renew leases: {e}"));
+                return;
+            }
+        };
+        let lost: Vec<CustomerId> = self.workers.keys().filter(|id| !held.contains(id)).copied().collect();
+        for id in lost {
+            let name = self.customers.iter().find(|c| c.id == id).map(|c| c.name.clone());
+            self.shared.event(
+                name.as_deref(),
+                EventLevel::Warn,
+                "lease lost to another process; stopping here",
+            );
+            self.stop(id).await;
+        }
+    }
+
+    /// Hands customers beyond `share` back to the fleet (after another
+    /// instance joined): every idle one at once, at most one with a run in
+    /// progress per reload (it resumes elsewhere from its checkpoint).
+    async fn give_back_excess(&mut self, share: usize) {
+        let excess = self.workers.len().saturating_sub(share);
+        if excess == 0 {
+            return;
+        }
+        let mut ids: Vec<(bool, CustomerId)> = self
+            .workers
+            .keys()
+            .map(|id| (self.lives.get(id).is_some_and(|l| l.current().is_some()), *id))
+            .collect();
+        // Idle first; among them the newest customers.
+        ids.sort_by_key(|(busy, id)| (*busy, std::cmp::Reverse(*id)));
+        let mut busy_given = false;
+        for (busy, id) in ids.into_iter().take(excess) {
+            if busy {
+                if busy_given {
+                    break;
+                }
+                busy_given = true;
+            }
+            self.stop(id).await;
+        }
+        tracing::info!(excess, share, "gave customers back for other instances to take");
+    }
+
+    /// Writes this process's heartbeat row with its customers' live figures.
+    async fn heartbeat(&self) {
+        let figures = self
+            .customers
+            .iter()
+            .filter(|c| self.workers.contains_key(&c.id))
+            .map(|c| (c.name.clone(), self.live_figures(c.id)))
+            .collect();
+        let config = &self.shared.config;
+        let row = fleet::heartbeat_row(&config.owner, config.role, self.started_at, Utc::now(), figures);
+        if let Err(e) = self.shared.store.heartbeat_instance(&row).await {
+            tracing::warn!(error = %e, "cannot write the heartbeat row");
+        }
+    }
+
+    fn live_figures(&self, id: CustomerId) -> LiveFigures {
+        let live = self.lives.get(&id).cloned().unwrap_or_default();
+        LiveFigures::of(&live, self.shared.budget_if_any(id).as_deref(), STALL_AFTER)
+    }
+
+    /// Carries out the queued commands for customers this process runs.
+    async fn run_queued(&mut self) {
+        if self.shared.config.role != Role::Worker || self.workers.is_empty() {
+            return;
+        }
+        let owner = self.shared.config.owner.clone();
+        let pending = match self.shared.store.pending_commands_for(&owner).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the command queue");
+                return;
+            }
+        };
+        for row in pending {
+            match self.shared.store.claim_command(row.id, &owner, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim command {}", row.id);
+                    continue;
+                }
+            }
+            let (reply, answer) = oneshot::channel();
+            match queue::decode(&row) {
+                Ok(command) => {
+                    let actor = format!("{} via {}", row.actor, row.issued_by);
+                    self.command(Envelope { command, actor, reply, queued: true }).await;
+                }
+                Err(why) => {
+                    let _ = reply.send(Err(why));
+                }
+            }
+            let store = self.shared.store.clone();
+            tokio::spawn(async move {
+                let result =
+                    answer.await.unwrap_or_else(|_| Err("the engine stopped before answering".into()));
+                let (ok, text) = match &result {
+                    Ok(t) => (true, t.as_str()),
+                    Err(e) => (false, e.as_str()),
+                };
+                if let Err(e) = store.finish_command(row.id, ok, text, Utc::now()).await {
+                    tracing::error!(error = %e, "cannot record the result of command {}", row.id);
+                }
+            });
+        }
     }
 
     async fn refresh(&mut self) -> Result<(), crate::store::StoreError> {
         let store = &self.shared.store;
         self.customers = store.customers().await?;
         self.overview = store.overview().await?;
+        let now = Utc::now();
+        self.fleet = Fleet::read(store, now, self.shared.config.reload_every).await?;
+        store.fail_orphaned_commands(fleet::alive_since(now, self.shared.config.reload_every), now).await?;
         // Counting scans the mappings: do it when runs have read users since
         // the last count, and otherwise only now and then.
         let activity: u64 =
@@ -354,20 +555,6 @@ impl Supervisor {
         self.workers.insert(customer.id, WorkerSlot { signature, inbox: inbox_tx, cancel, join });
     }
 
-    async fn renew(&mut self, customer: &Customer) {
-        let owner = &self.shared.config.owner;
-        let renewed =
-            self.shared.store.renew_lease(customer.id, owner, Utc::now(), self.shared.lease_expiry()).await;
-        if matches!(renewed, Ok(false)) {
-            self.shared.event(
-                Some(&customer.name),
-                EventLevel::Warn,
-                "lease lost to another process; stopping here",
-            );
-            self.stop(customer.id).await;
-        }
-    }
-
     async fn stop(&mut self, id: CustomerId) {
         let Some(slot) = self.workers.remove(&id) else { return };
         slot.cancel.cancel();
@@ -390,18 +577,19 @@ impl Supervisor {
     }
 
     async fn command(&mut self, envelope: Envelope) {
-        let Envelope { command, actor, reply } = envelope;
-        let result = self.execute(&command, &actor).await;
+        let Envelope { command, actor, reply, queued } = envelope;
+        let result = self.execute(&command, &actor, queued).await;
         let customer = command.customer().map(str::to_owned);
         let audit = AuditEntry {
             at: Utc::now(),
-            actor,
+            actor: actor.clone(),
             customer: customer.clone(),
             action: command.action().to_owned(),
             detail: format!("{command:?}"),
             result: match &result {
                 Ok(Pending::Done(text)) => text.clone(),
                 Ok(Pending::Forwarded(_)) => "forwarded to the customer's worker".to_owned(),
+                Ok(Pending::Queued { holder, .. }) => format!("queued for {holder}, which runs the customer"),
                 Err(e) => format!("refused: {e}"),
             },
         };
@@ -414,6 +602,19 @@ impl Supervisor {
             Ok(Pending::Done(text)) => {
                 self.shared.event(customer.as_deref(), level, text.clone());
                 let _ = reply.send(Ok(text));
+            }
+            Ok(Pending::Queued { holder, command }) => {
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move {
+                    let result =
+                        queue::send(&shared.store, &command, &actor, &shared.config.owner, &holder).await;
+                    let (level, text) = match &result {
+                        Ok(t) => (EventLevel::Info, t.clone()),
+                        Err(e) => (EventLevel::Warn, e.clone()),
+                    };
+                    shared.event(customer.as_deref(), level, text);
+                    let _ = reply.send(result);
+                });
             }
             Ok(Pending::Forwarded(answer)) => {
                 let shared = Arc::clone(&self.shared);
@@ -434,7 +635,7 @@ impl Supervisor {
         }
     }
 
-    async fn execute(&mut self, command: &Command, actor: &str) -> Result<Pending, String> {
+    async fn execute(&mut self, command: &Command, actor: &str, queued: bool) -> Result<Pending, String> {
         if let Command::Reload = command {
             self.reconcile().await;
             return Ok(Pending::Done("customers reloaded".into()));
@@ -447,6 +648,20 @@ impl Supervisor {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no customer named {name:?}"))?;
+        if !self.workers.contains_key(&customer.id) {
+            let config = &self.shared.config;
+            match fleet::holding(&self.shared.store, customer.id, &config.owner, config.reload_every)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Holding::Free => {}
+                Holding::Worker(holder) if queued => {
+                    return Err(format!("{name} is now run by {holder}, not here; issue the command again"));
+                }
+                Holding::Worker(holder) => return Ok(Pending::Queued { holder, command: command.clone() }),
+                Holding::Busy(holder) => return Err(busy(name, &holder)),
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let message = match command {
             Command::Pause { .. } => return self.pause(&customer, true).await.map(Pending::Done),
@@ -469,10 +684,12 @@ impl Supervisor {
             }
             Command::Reload => return Ok(Pending::Done(String::new())),
         };
-        let slot = self
-            .workers
-            .get(&customer.id)
-            .ok_or_else(|| format!("{name} is not running in this process (status {})", customer.status))?;
+        let slot = self.workers.get(&customer.id).ok_or_else(|| {
+            format!(
+                "{name} is not running in any process (status {}); resume it or check its token",
+                customer.status
+            )
+        })?;
         slot.inbox.send(message).await.map_err(|_| format!("{name}'s worker has stopped"))?;
         Ok(Pending::Forwarded(rx))
     }
@@ -515,38 +732,53 @@ impl Supervisor {
         Ok(format!("{} is now {next}", customer.name))
     }
 
-    /// Publishes a fresh snapshot from the cached state DB figures and the
-    /// workers' live figures.
+    /// Publishes a fresh snapshot from the cached state DB figures, the
+    /// workers' live figures, and those other processes publish.
     fn publish(&self) {
+        let me = self.shared.config.owner.as_str();
         let customers = self
             .customers
             .iter()
             .map(|c| {
-                let live = self.lives.get(&c.id).cloned().unwrap_or_default();
-                live.sample();
-                let budget = self.shared.budget_if_any(c.id);
+                let here = self.workers.contains_key(&c.id);
+                if let Some(live) = self.lives.get(&c.id).filter(|_| here) {
+                    live.sample();
+                }
+                let (figures, owner) = if here {
+                    (Some(self.live_figures(c.id)), Some(me))
+                } else {
+                    let owner = self.fleet.holder(c.id);
+                    (owner.and_then(|o| self.fleet.figures(o, &c.name)).cloned(), owner)
+                };
                 super::snapshot::build_customer(
                     c,
                     self.overview.get(&c.id),
                     self.synced.get(&c.id).copied().unwrap_or(0),
-                    &live,
-                    budget.as_deref(),
+                    figures.as_ref(),
                     self.shared.clocks.for_url(&c.vomo_url).now(),
-                    self.workers.contains_key(&c.id),
-                    STALL_AFTER,
+                    Holder { owner, here },
                 )
             })
             .collect::<Vec<CustomerSnapshot>>();
-        let snapshot =
-            EngineSnapshot { at: Some(Utc::now()), owner: self.shared.config.owner.clone(), customers };
+        let snapshot = EngineSnapshot { at: Some(Utc::now()), owner: me.to_owned(), customers };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
     }
 }
 
-/// A command's result now, or the worker's answer to come.
+/// Why a command cannot go to a customer's lease holder.
+pub(super) fn busy(name: &str, holder: &str) -> String {
+    format!(
+        "{name} is held by {holder}, which takes no commands (a one-shot run, or an instance that stopped and \
+         whose lease has not expired yet); try again in a minute"
+    )
+}
+
+/// A command's result now, the worker's answer to come, or a command for
+/// another process to carry out through the state DB.
 enum Pending {
     Done(String),
     Forwarded(oneshot::Receiver<CommandReply>),
+    Queued { holder: String, command: Command },
 }
 
 /// One customer's result of `headless --once`.

@@ -243,7 +243,11 @@ impl CustomerRuntime {
         cancel: &CancellationToken,
     ) -> Result<RunReport, SyncError> {
         let store = &self.target.store;
-        let run_id = if mode.dry_run() { None } else { Some(store.start_run(self.customer.id, kind).await?) };
+        let run_id = if mode.dry_run() {
+            None
+        } else {
+            Some(store.start_run(self.customer.id, kind, self.target.lease_owner.as_deref()).await?)
+        };
         let fetcher = Fetcher::new(
             self.client.clone(),
             Arc::clone(&self.budget),

@@ -323,7 +323,7 @@ async fn prepare_until_ready(
     cancel: &CancellationToken,
 ) -> Option<CustomerRuntime> {
     loop {
-        match shared.prepare(customer, Arc::clone(live)).await {
+        match shared.prepare(customer, Arc::clone(live), Some(&shared.config.owner)).await {
             Ok(runtime) => {
                 live.set_error(None);
                 return Some(runtime);

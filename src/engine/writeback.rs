@@ -175,7 +175,7 @@ impl CustomerRuntime {
             synced_at: Utc::now(),
             deleted_at: None,
         };
-        store.commit_window(self.customer.id, &[write], None).await?;
+        store.commit_window(self.customer.id, &[write], None, None).await?;
         Ok(())
     }
 

@@ -43,6 +43,10 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("{what}")]
     Conflict { what: String },
+    #[error(
+        "this process no longer holds the lease of customer {customer} (another instance took it over); nothing was committed"
+    )]
+    LeaseLost { customer: i64 },
     #[error("the state DB holds an invalid value ({what}); it was edited by hand or is damaged")]
     Corrupt { what: String },
     #[error(

@@ -50,15 +50,22 @@ macro_rules! select_runs {
 }
 
 impl Store {
-    /// Opens a run record (outcome `running`).
-    pub async fn start_run(&self, customer: CustomerId, kind: RunKind) -> Result<RunId, StoreError> {
+    /// Opens a run record (outcome `running`) by the process `owner`.
+    pub async fn start_run(
+        &self,
+        customer: CustomerId,
+        kind: RunKind,
+        owner: Option<&str>,
+    ) -> Result<RunId, StoreError> {
         with_pool!(self, |pool| {
             sqlx::query_scalar(
-                "INSERT INTO runs (customer_id, kind, started_at, outcome) VALUES ($1, $2, $3, 'running') RETURNING id",
+                "INSERT INTO runs (customer_id, kind, started_at, outcome, owner) VALUES ($1, $2, $3, 'running', $4)
+                 RETURNING id",
             )
             .bind(customer)
             .bind(kind.as_str())
             .bind(Utc::now())
+            .bind(owner)
             .fetch_one(pool)
             .await
         })

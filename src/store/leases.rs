@@ -74,6 +74,27 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// Extends every lease `owner` holds, in one statement; returns the
+    /// customers it still holds (any other was taken over: stop it at once).
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<CustomerId>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "UPDATE leases SET heartbeat_at = $1, expires_at = $2 WHERE owner = $3 RETURNING customer_id",
+            )
+            .bind(now)
+            .bind(expires_at)
+            .bind(owner)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(|e| self.err(e))
+    }
+
     /// Gives a lease back so another process can take it at once.
     pub async fn release_lease(&self, customer: CustomerId, owner: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool| {

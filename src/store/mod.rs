@@ -1,6 +1,6 @@
 //! The partner state DB: customers, encrypted tokens, destinations,
-//! checkpoints, mappings, the dead-letter queue, runs, the audit log and
-//! leases. One API over two backends — SQLite (embedded default) and
+//! checkpoints, mappings, the dead-letter queue, runs, the audit log,
+//! leases, instance heartbeats and the command queue. One API over two backends — SQLite (embedded default) and
 //! PostgreSQL (several instances) — each with its own pool and its own
 //! embedded migrations (sqlx's `Any` driver cannot carry chrono types; see
 //! stack.md §4). Queries bind every value; no SQL is built from data.
@@ -8,6 +8,7 @@
 //! Methods are grouped by concern in the submodules and named for what they
 //! do. Only the engine (and the composition root, for `migrate`) calls them.
 
+mod commands;
 pub mod crypto;
 mod customers;
 mod deletions;
@@ -15,12 +16,15 @@ mod dlq;
 mod error;
 mod health_tokens;
 mod history;
+mod instances;
 mod leases;
 mod open;
 mod overview;
 mod sync_state;
 mod types;
 
+pub use commands::{CommandId, CommandSignal, CommandStatus, QueuedCommand};
+pub use instances::InstanceRow;
 pub use leases::Lease;
 pub use open::{load_master_key, migration_versions};
 pub use overview::Overview;

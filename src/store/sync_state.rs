@@ -10,7 +10,7 @@ use sqlx::QueryBuilder;
 
 use super::customers::USERS_STREAM;
 use super::types::{Checkpoint, CustomerId, Mapping, MappingWrite};
-use super::{BeginWrite, Store, StoreError, from_json, to_json, with_pool};
+use super::{Backend, BeginWrite, Store, StoreError, from_json, to_json, with_pool};
 use crate::domain::{ContentHash, VomoUserId, Window};
 
 /// Rows per multi-row INSERT: well inside SQLite's bound-parameter limit.
@@ -128,14 +128,29 @@ impl Store {
     /// is verified and every change acknowledged or parked), moves the
     /// watermark there and clears the in-flight window — all in one
     /// transaction. The watermark never moves backwards.
+    ///
+    /// With `fence` (the lease owner the caller runs as), the watermark moves
+    /// only while that owner still holds the customer's lease; otherwise the
+    /// whole transaction is rolled back with [`StoreError::LeaseLost`], so a
+    /// process that lost its lease (paused, partitioned) cannot move a
+    /// checkpoint another process now owns.
     pub async fn commit_window(
         &self,
         customer: CustomerId,
         mappings: &[MappingWrite],
         advance_to: Option<DateTime<Utc>>,
+        fence: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let mappings = last_write_per_user(mappings);
+        // On PostgreSQL the lease row is share-locked until commit, so a
+        // takeover waits for this commit instead of slipping in after the check.
+        let lease_sql = match self.backend {
+            Backend::Postgres(_) => {
+                "SELECT customer_id FROM leases WHERE customer_id = $1 AND owner = $2 FOR SHARE"
+            }
+            Backend::Sqlite(_) => "SELECT customer_id FROM leases WHERE customer_id = $1 AND owner = $2",
+        };
         with_pool!(self, |pool| async {
             let mut tx = pool.begin_write().await?;
             for chunk in mappings.chunks(ROWS_PER_STATEMENT) {
@@ -144,6 +159,16 @@ impl Store {
                 builder.build().execute(&mut *tx).await?;
             }
             if let Some(to) = advance_to {
+                if let Some(owner) = fence {
+                    let held: Option<i64> = sqlx::query_scalar(lease_sql)
+                            .bind(customer)
+                            .bind(owner)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if held.is_none() {
+                        return Ok(false);
+                    }
+                }
                 let current: DateTime<Utc> = sqlx::query_scalar(
                     "SELECT watermark FROM checkpoints WHERE customer_id = $1 AND stream = $2",
                 )
@@ -162,10 +187,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await
+            tx.commit().await.map(|()| true)
         }
         .await)
         .map_err(|e| self.err(e))
+        .and_then(|held| if held { Ok(()) } else { Err(StoreError::LeaseLost { customer }) })
     }
 
     /// The mappings of the given users, in one query.

@@ -60,6 +60,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         next_poll_at: Some(now() + Duration::minutes(12)),
         last_error: None,
         owned_here: true,
+        owner: None,
         stalled: false,
         requests_total: 812,
         reconcile_every_secs: 86_400,

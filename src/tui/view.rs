@@ -238,11 +238,19 @@ fn info_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Lin
         ),
         None => "no token".to_owned(),
     };
+    // Which process runs it matters once several instances share the DB.
+    let runner = match (&c.owner, c.owned_here) {
+        (_, true) => " · running here".to_owned(),
+        (Some(owner), false) => format!(" · run by {owner}"),
+        (None, false) => " · not running".to_owned(),
+    };
     let problem = c.last_error.clone().or_else(|| c.status_reason.clone()).map_or_else(
         || Span::styled(c.vomo_url.clone(), theme.dim()),
         |e| Span::styled(e, theme.health(Health::Bad)),
     );
-    vec![Line::from(status), Line::from(Span::styled(token, theme.health(token_h))), Line::from(problem)]
+    let token_line =
+        Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
+    vec![Line::from(status), token_line, Line::from(problem)]
 }
 
 fn draw_sparklines(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Theme) {

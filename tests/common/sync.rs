@@ -34,6 +34,7 @@ pub fn engine_config() -> EngineConfig {
         chunk_users: 1500,
         reload_every: Duration::from_millis(200),
         lease_ttl: Duration::from_secs(30),
+        role: vomo_sync::engine::Role::Worker,
         owner: default_owner(),
         reconcile_lookback: Duration::from_secs(26 * 3600),
         deletion_guard_share: 0.02,

@@ -1,0 +1,175 @@
+//! The other processes on the same state DB, as one instance sees them at
+//! its last reload: which process holds each customer's lease, how many
+//! workers are alive (for fair shares), and the live figures each worker
+//! publishes in its heartbeat row. Also builds this process's own row.
+//! PostgreSQL is the whole coordination plane: no process talks to another
+//! except through these rows (design.md §3.7).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Role;
+use super::snapshot::LiveFigures;
+use crate::store::{CustomerId, InstanceRow, Store, StoreError};
+
+/// A process counts as alive while its heartbeat is younger than this many
+/// heartbeat periods.
+const ALIVE_PERIODS: u32 = 3;
+
+/// What a worker's heartbeat row carries: its customers' live figures.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Figures {
+    customers: BTreeMap<String, LiveFigures>,
+}
+
+/// The fleet at one moment.
+#[derive(Debug, Default)]
+pub(super) struct Fleet {
+    /// Unexpired leases: customer → owner.
+    holders: HashMap<CustomerId, String>,
+    /// Live workers' published figures: owner → customer name → figures.
+    figures: HashMap<String, BTreeMap<String, LiveFigures>>,
+    live_workers: usize,
+}
+
+impl Fleet {
+    /// Reads leases and heartbeat rows.
+    pub async fn read(
+        store: &Store,
+        now: DateTime<Utc>,
+        heartbeat_every: Duration,
+    ) -> Result<Self, StoreError> {
+        let holders = store
+            .leases()
+            .await?
+            .into_iter()
+            .filter(|l| l.expires_at > now)
+            .filter_map(|l| l.owner.map(|o| (l.customer_id, o)))
+            .collect();
+        let mut figures = HashMap::new();
+        let mut live_workers = 0;
+        for row in store.instances_since(alive_since(now, heartbeat_every)).await? {
+            if row.role != Role::Worker.as_str() {
+                continue;
+            }
+            live_workers += 1;
+            // A row this version cannot read shows no figures, nothing worse.
+            let parsed: Figures = serde_json::from_str(&row.figures).unwrap_or_default();
+            figures.insert(row.owner, parsed.customers);
+        }
+        Ok(Self { holders, figures, live_workers })
+    }
+
+    /// The process holding `customer`'s unexpired lease.
+    pub fn holder(&self, customer: CustomerId) -> Option<&str> {
+        self.holders.get(&customer).map(String::as_str)
+    }
+
+    /// The figures `owner` last published for `customer`.
+    pub fn figures(&self, owner: &str, customer: &str) -> Option<&LiveFigures> {
+        self.figures.get(owner).and_then(|c| c.get(customer))
+    }
+
+    /// Live worker processes, counting this one when it is a worker (its
+    /// own row may not be written yet).
+    pub fn live_workers(&self, me: &str, role: Role) -> usize {
+        let counted = self.figures.contains_key(me);
+        self.live_workers + usize::from(role == Role::Worker && !counted)
+    }
+}
+
+/// Who holds a customer's lease now, read afresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Holding {
+    /// Nobody, or only `me`.
+    Free,
+    /// A live worker process, which takes queued commands.
+    Worker(String),
+    /// Something else: a one-shot CLI run, or a process that stopped
+    /// heartbeating but whose lease has not expired yet.
+    Busy(String),
+}
+
+/// Who, other than `me`, holds `customer`'s unexpired lease.
+pub(super) async fn holding(
+    store: &Store,
+    customer: CustomerId,
+    me: &str,
+    heartbeat_every: Duration,
+) -> Result<Holding, StoreError> {
+    let now = Utc::now();
+    let holder = store
+        .leases()
+        .await?
+        .into_iter()
+        .find(|l| l.customer_id == customer && l.expires_at > now)
+        .and_then(|l| l.owner)
+        .filter(|o| o != me);
+    let Some(holder) = holder else { return Ok(Holding::Free) };
+    let alive = store.instances_since(alive_since(now, heartbeat_every)).await?;
+    Ok(if alive.iter().any(|i| i.owner == holder && i.role == Role::Worker.as_str()) {
+        Holding::Worker(holder)
+    } else {
+        Holding::Busy(holder)
+    })
+}
+
+/// Heartbeats older than this mean the process is gone.
+pub(super) fn alive_since(now: DateTime<Utc>, heartbeat_every: Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(heartbeat_every * ALIVE_PERIODS).unwrap_or_default()
+}
+
+/// How many of `runnable` customers one of `workers` live workers should
+/// run: an even split, rounded up so the shares always cover every customer.
+pub(super) fn fair_share(runnable: usize, workers: usize) -> usize {
+    runnable.div_ceil(workers.max(1))
+}
+
+/// This process's heartbeat row.
+pub(super) fn heartbeat_row(
+    owner: &str,
+    role: Role,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    customers: BTreeMap<String, LiveFigures>,
+) -> InstanceRow {
+    let figures = Figures { customers };
+    InstanceRow {
+        owner: owner.to_owned(),
+        role: role.as_str().to_owned(),
+        started_at,
+        heartbeat_at: now,
+        // Serialising plain data cannot fail; an empty object is harmless.
+        figures: serde_json::to_string(&figures).unwrap_or_else(|_| "{}".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_customer_and_differ_by_at_most_one() {
+        for runnable in 0..120 {
+            for workers in 1..7 {
+                let share = fair_share(runnable, workers);
+                assert!(share * workers >= runnable, "{runnable} over {workers}");
+                assert!(share * workers < runnable + workers, "{runnable} over {workers}: {share} too big");
+            }
+        }
+        assert_eq!(fair_share(50, 0), 50, "no live worker counted: this one takes all");
+    }
+
+    #[test]
+    fn a_heartbeat_row_round_trips_its_figures() {
+        let mut customers = BTreeMap::new();
+        customers.insert("acme".to_owned(), LiveFigures { requests_total: 7, ..LiveFigures::default() });
+        let now = Utc::now();
+        let row = heartbeat_row("h:1:a", Role::Worker, now, now, customers);
+        let parsed: Figures = serde_json::from_str(&row.figures).unwrap();
+        assert_eq!(parsed.customers["acme"].requests_total, 7);
+        assert_eq!(row.role, "worker");
+    }
+}
