@@ -1,6 +1,8 @@
 //! The console in a real terminal: tmux runs `vomo-sync demo`, `send-keys`
 //! drives onboarding, a backfill, a DLQ retry and an offboarding, and
 //! `capture-pane` plus the demo's state DB are checked after each step.
+//! A second test attaches a console (`console --attach`) to a state DB a
+//! separate `headless` process runs, and acts through the command queue.
 //! Without tmux the test says so and returns; with `VOMO_SYNC_REQUIRE_TMUX=1`
 //! (CI) it fails instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
@@ -10,6 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
+
+mod common;
 
 struct Tmux {
     socket: String,
@@ -180,4 +184,81 @@ async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     tmux.keys(&["Escape", "q"]);
     let screen = tmux.wait_for("EXITED 0");
     assert!(!screen.contains("Customers"), "the alternate screen is gone:\n{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_runs() {
+    if !tmux_available() {
+        return;
+    }
+    let sim = common::sim_with(&[("acme", 300)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let state = dir.join("state.db");
+    let key = "ef".repeat(32);
+    let bin = env!("CARGO_BIN_EXE_vomo-sync");
+    let vomo_sync = |args: &[&str]| {
+        let mut command = Command::new(bin);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
+            command.env_remove(k);
+        }
+        command
+            .env("HOME", dir)
+            .env("VOMO_SYNC_STATE", &state)
+            .env("VOMO_SYNC_MASTER_KEY", &key)
+            .env("VOMO_SYNC_SYNC_SETTLE", "0s")
+            .args(args);
+        command
+    };
+    let token = dir.join("acme.token");
+    std::fs::write(&token, sim.token("acme").unwrap()).unwrap();
+    let dest = format!("jsonl:{}", dir.join("acme.jsonl").display());
+    let add = vomo_sync(&["customer", "add", "acme", "--vomo-url", sim.base_url(), "--dest", &dest])
+        .args(["--token-file", token.to_str().unwrap(), "--rate", "0"])
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let mut headless = vomo_sync(&["headless", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let owner_pid = format!(":{}:", headless.id());
+    until_row(&state, "SELECT 1 FROM customers WHERE name = 'acme' AND status = 'active'").await;
+
+    let tmux = Tmux { socket: format!("vomo-attach-{}", std::process::id()) };
+    let command = format!(
+        "env HOME={home} VOMO_SYNC_STATE={state} VOMO_SYNC_MASTER_KEY={key} {bin} console --attach; echo EXITED $?; sleep 60",
+        home = dir.display(),
+        state = state.display(),
+    );
+    tmux.run(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &command]);
+    tmux.wait_for("attached to");
+    select(&tmux, "acme");
+    let screen = tmux.wait_for("run by ");
+    assert!(screen.contains(&owner_pid), "the detail names the headless process:\n{screen}");
+
+    // Poll now: queued, carried out by the headless process, answered here.
+    tmux.keys(&["P"]);
+    tmux.wait_for("poll started (on ");
+    let done: Vec<(String, String)> = sqlx::query_as("SELECT status, claimed_by FROM commands")
+        .fetch_all(&mut db(&state).await)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(done[0].0 == "done" && done[0].1.contains(&owner_pid), "{done:?}");
+
+    // Pause goes to the owner too, which stops its worker.
+    tmux.keys(&["p"]);
+    tmux.wait_for("acme is now paused");
+    until_row(&state, "SELECT 1 FROM customers WHERE name = 'acme' AND status = 'paused'").await;
+    tmux.wait_for("not running");
+    tmux.keys(&["p"]);
+    tmux.wait_for("acme is now active");
+    until_row(&state, "SELECT 1 FROM leases l JOIN customers c ON c.id = l.customer_id WHERE c.status = 'active' AND l.owner IS NOT NULL").await;
+
+    tmux.keys(&["Escape", "q"]);
+    tmux.wait_for("EXITED 0");
+    assert!(headless.try_wait().unwrap().is_none(), "the attached console leaves the instance running");
+    headless.kill().unwrap();
+    headless.wait().unwrap();
 }
