@@ -229,7 +229,8 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
 pub fn spawn_alerts(
     mut snapshots: Snapshots,
     rules: crate::engine::alerts::AlertRules,
-    webhook: String,
+    sinks: AlertSinks,
+    ledger: crate::engine::alerts::AlertLedger,
     cancel: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -237,6 +238,7 @@ pub fn spawn_alerts(
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .unwrap_or_default();
+        let sinks = Arc::new(sinks);
         let mut alerter = crate::engine::alerts::Alerter::default();
         loop {
             tokio::select! {
@@ -248,12 +250,37 @@ pub fn spawn_alerts(
                 continue;
             }
             for alert in alerter.observe(&snapshot, &rules, chrono::Utc::now()) {
+                if !ledger.claim(&alert, rules.cooldown).await {
+                    tracing::info!(customer = %alert.customer, kind = ?alert.kind, "alert already sent by another instance");
+                    continue;
+                }
                 tracing::warn!(customer = %alert.customer, kind = ?alert.kind, "alert: {}", alert.message);
-                let (http, webhook) = (http.clone(), webhook.clone());
-                tokio::spawn(async move { deliver(&http, &webhook, &alert).await });
+                let (http, sinks) = (http.clone(), Arc::clone(&sinks));
+                tokio::spawn(async move {
+                    if let Some(webhook) = &sinks.webhook {
+                        deliver(&http, webhook, &alert).await;
+                    }
+                    if let Some(command) = &sinks.command {
+                        run_command(command, &alert).await;
+                    }
+                });
             }
         }
     });
+}
+
+/// Where alerts go: a webhook, a command, or both.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSinks {
+    pub webhook: Option<String>,
+    /// Program and arguments; run with the alert as JSON on stdin.
+    pub command: Option<Vec<String>>,
+}
+
+impl AlertSinks {
+    pub fn any(&self) -> bool {
+        self.webhook.is_some() || self.command.is_some()
+    }
 }
 
 async fn deliver(http: &reqwest::Client, webhook: &str, alert: &crate::engine::alerts::Alert) {
@@ -268,4 +295,43 @@ async fn deliver(http: &reqwest::Client, webhook: &str, alert: &crate::engine::a
         tokio::time::sleep(std::time::Duration::from_secs(2u64.pow(attempt))).await;
     }
     tracing::error!(customer = %alert.customer, "alert not delivered after 4 attempts: {}", alert.message);
+}
+
+/// Runs the alert command with the alert as JSON on stdin (and the customer
+/// and kind in `VOMO_SYNC_ALERT_*`), within 30 s.
+async fn run_command(command: &[String], alert: &crate::engine::alerts::Alert) {
+    use tokio::io::AsyncWriteExt;
+    let Some((program, args)) = command.split_first() else { return };
+    let kind = serde_json::to_value(alert.kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let spawned = tokio::process::Command::new(program)
+        .args(args)
+        .env("VOMO_SYNC_ALERT_CUSTOMER", &alert.customer)
+        .env("VOMO_SYNC_ALERT_KIND", kind.unwrap_or_default())
+        .env("VOMO_SYNC_ALERT_MESSAGE", &alert.message)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(error = %e, program = %program, "cannot start the alert command: {}", alert.message);
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let body = serde_json::to_vec(alert).unwrap_or_default();
+        // A command that does not read its input is fine.
+        let _ = stdin.write_all(&body).await;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => {
+            tracing::error!(%status, program = %program, "the alert command failed: {}", alert.message)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, program = %program, "the alert command failed: {}", alert.message)
+        }
+        Err(_) => tracing::error!(program = %program, "the alert command took over 30 s and was stopped"),
+    }
 }

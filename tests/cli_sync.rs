@@ -609,7 +609,7 @@ async fn headless_tells_systemd_ready_pings_the_watchdog_and_says_stopping() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn headless_sends_one_alert_per_transition() {
+async fn instances_send_one_alert_per_transition_to_webhook_and_command() {
     use std::sync::{Arc, Mutex};
     let sim = sim_with(&[("acme", 30)]).await;
     let home = tempfile::tempdir().unwrap();
@@ -637,18 +637,34 @@ async fn headless_sends_one_alert_per_transition() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let webhook = format!("http://{}/alerts", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let mut child = vomo_sync(dir)
-        .args(["headless", "--listen", "127.0.0.1:0"])
-        .env("VOMO_SYNC_ALERTS_WEBHOOK", &webhook)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    // Two instances on one state DB, each with the webhook and a command:
+    // the fleet sends the alert once.
+    let paged = dir.join("paged.jsonl");
+    let config = dir.join("alerts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\ncommand = [\"sh\", \"-c\", \"cat >> {}; echo \\\" $VOMO_SYNC_ALERT_KIND\\\" >> {}\"]\n",
+            paged.display(),
+            paged.display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        vomo_sync(dir)
+            .args(["--config", config.to_str().unwrap(), "headless", "--listen", "127.0.0.1:0"])
+            .env("VOMO_SYNC_ALERTS_WEBHOOK", &webhook)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut children = [start(), start()];
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while received.lock().unwrap().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no alert arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Several more snapshots (one a second): still one alert.
+    // Several more snapshots (one a second) in both: still one alert.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let alerts = received.lock().unwrap().clone();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -656,10 +672,15 @@ async fn headless_sends_one_alert_per_transition() {
         (alerts[0]["customer"].as_str(), alerts[0]["kind"].as_str()),
         (Some("acme"), Some("token_rejected"))
     );
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
+    let paged = std::fs::read_to_string(&paged).unwrap();
+    assert_eq!(paged.matches("token_rejected").count(), 2, "one JSON alert and its kind, once: {paged}");
+    assert!(paged.contains("\"customer\":\"acme\""), "{paged}");
+    for child in &mut children {
+        let pid = child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.unwrap().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
 }
 
 /// A second process's command for a customer a running `headless` owns

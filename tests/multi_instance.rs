@@ -312,7 +312,9 @@ async fn instances_share_customers_survive_a_sigkill_and_take_commands() {
         b_customers.iter().all(|c| now.get(c).is_some_and(|o| *o != b_owner))
     })
     .await;
-    assert!(killed_at.elapsed() <= LEASE + Duration::from_secs(3), "{:?}", killed_at.elapsed());
+    let takeover = killed_at.elapsed();
+    eprintln!("takeover of {} customers {takeover:?} after the SIGKILL (lease {LEASE:?})", b_customers.len());
+    assert!(takeover <= LEASE + Duration::from_secs(3), "{takeover:?}");
     wait_for("two instances sharing again", Duration::from_secs(5), async || monitor.shared_by(2, 24..=26))
         .await;
 

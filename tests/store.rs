@@ -423,7 +423,7 @@ fn both_backends_embed_the_same_migration_versions() {
     assert_eq!(names("sqlite"), names("postgres"));
 }
 
-/// The command queue and the lease fence, on either backend: a queued
+/// The command queue, the lease fence and alert claims, on either backend: a queued
 /// command is claimed by exactly one of many racing claimers, its result
 /// read back; a command nobody claimed can be expired (and then never runs);
 /// a checkpoint commit fenced by a lease this process lost is refused and
@@ -481,6 +481,17 @@ async fn queue_and_fence(location: StateLocation) {
     assert_eq!(store.load_checkpoint(acme.id).await.unwrap().watermark, to);
     store.commit_window(acme.id, &[], Some(to + Duration::days(1)), Some("owner-b")).await.unwrap();
     assert_eq!(store.load_checkpoint(acme.id).await.unwrap().watermark, to + Duration::days(1));
+
+    // Alerts: the first instance to claim a transition sends it; nobody
+    // again within the cool-down; after it, once more.
+    let t = Utc::now();
+    let hour = Duration::hours(1);
+    assert!(store.claim_alert("acme", "lag_high", t, t - hour).await.unwrap());
+    let soon = t + Duration::seconds(5);
+    assert!(!other.claim_alert("acme", "lag_high", soon, soon - hour).await.unwrap(), "within the cool-down");
+    assert!(other.claim_alert("acme", "dlq_stale", soon, soon - hour).await.unwrap(), "another kind");
+    let later = t + Duration::hours(2);
+    assert!(other.claim_alert("acme", "lag_high", later, later - hour).await.unwrap(), "after the cool-down");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 -- Several instances on one state DB (issue 7): who is alive and what it is
 -- doing, operator commands for customers another process runs, and which
--- process ran each run.
+-- process ran each run; alerts sent once across the instances.
 
 -- One row per running process. Workers and attached consoles write their
 -- heartbeat every few seconds; a worker's `figures` carries the live
@@ -32,3 +32,13 @@ CREATE TABLE commands (
 CREATE INDEX commands_pending ON commands (status, customer);
 
 ALTER TABLE runs ADD COLUMN owner TEXT;
+
+-- Alerts sent, by customer and kind: every instance watches every customer,
+-- and the first to claim a transition here sends it; nobody sends it again
+-- within the cool-down.
+CREATE TABLE alerts_sent (
+    customer TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    sent_at  TEXT NOT NULL,
+    PRIMARY KEY (customer, kind)
+);

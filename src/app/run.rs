@@ -22,20 +22,25 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
         return once(store, engine_config).await;
     }
     let auth = crate::engine::health::HealthAuth::new(store.clone());
-    let engine = Engine::start(store, engine_config).await?;
+    let engine = Engine::start(store.clone(), engine_config).await?;
     let stop_server = CancellationToken::new();
     let listen = args.listen.unwrap_or(config.headless.listen);
     let bound = crate::headless::serve(listen, engine.watch(), auth, stop_server.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics /customers/NAME/health served");
-    if let Some(webhook) = &config.alerts.webhook {
+    let sinks = crate::headless::AlertSinks {
+        webhook: config.alerts.webhook.clone(),
+        command: config.alerts.command.clone(),
+    };
+    if sinks.any() {
         let rules = crate::engine::alerts::AlertRules {
             lag_above: config.alerts.lag_above,
             dlq_older_than: config.alerts.dlq_older_than,
             cooldown: config.alerts.cooldown,
         };
-        crate::headless::spawn_alerts(engine.watch(), rules, webhook.clone(), stop_server.clone());
+        let ledger = crate::engine::alerts::AlertLedger::new(store.clone());
+        crate::headless::spawn_alerts(engine.watch(), rules, sinks, ledger, stop_server.clone());
     }
     super::systemd::ready(&format!("serving on {bound}"));
     super::systemd::spawn_watchdog(engine.watch());

@@ -35,6 +35,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertsSection {
     pub webhook: Option<String>,
+    pub command: Option<Vec<String>>,
     pub lag_above: Option<HumanDuration>,
     pub dlq_older_than: Option<HumanDuration>,
     pub cooldown: Option<HumanDuration>,
@@ -238,6 +239,7 @@ impl FileConfig {
             },
             alerts: AlertsSection {
                 webhook: other.alerts.webhook.or(self.alerts.webhook),
+                command: other.alerts.command.or(self.alerts.command),
                 lag_above: other.alerts.lag_above.or(self.alerts.lag_above),
                 dlq_older_than: other.alerts.dlq_older_than.or(self.alerts.dlq_older_than),
                 cooldown: other.alerts.cooldown.or(self.alerts.cooldown),

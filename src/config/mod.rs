@@ -285,8 +285,20 @@ fn resolve_alerts(section: &file::AlertsSection) -> Result<AlertSettings, Config
             message: format!("{url:?} is not an http:// or https:// URL"),
         });
     }
+    if let Some(command) = &section.command
+        && command.first().is_none_or(|program| program.trim().is_empty())
+    {
+        return Err(ConfigError::Invalid {
+            origin: "(file)".to_owned(),
+            line: None,
+            key: "alerts.command".to_owned(),
+            message: "needs a program, e.g. [\"/usr/local/bin/page-oncall\", \"--team\", \"sync\"]"
+                .to_owned(),
+        });
+    }
     Ok(AlertSettings {
         webhook: section.webhook.clone(),
+        command: section.command.clone(),
         lag_above: section.lag_above.map_or(Duration::from_secs(3600), |d| d.0),
         dlq_older_than: section.dlq_older_than.map_or(Duration::from_secs(3 * 86_400), |d| d.0),
         cooldown: section.cooldown.map_or(Duration::from_secs(3600), |d| d.0),
@@ -296,8 +308,12 @@ fn resolve_alerts(section: &file::AlertsSection) -> Result<AlertSettings, Config
 /// Where and when `headless` sends alerts.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertSettings {
-    /// POSTed a JSON alert on each transition; none means no alerts.
+    /// POSTed a JSON alert on each transition.
     pub webhook: Option<String>,
+    /// Run with the JSON alert on stdin on each transition (program and
+    /// arguments, no shell). Neither this nor `webhook`: no alerts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     #[serde(serialize_with = "serialize_duration")]
     pub lag_above: Duration,
     #[serde(serialize_with = "serialize_duration")]

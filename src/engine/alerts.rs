@@ -3,7 +3,9 @@
 //! reconciliation that found gaps, a deletion sweep stopped by the guard —
 //! computed from engine snapshots. An alert fires on the transition into a
 //! condition, and a condition that clears and comes back within the
-//! cool-down does not fire again, so a flapping customer pages once.
+//! cool-down does not fire again, so a flapping customer pages once. With
+//! several instances on one state DB each sees every transition; the
+//! [`AlertLedger`] lets only the first to claim it send it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -133,6 +135,37 @@ impl Alerter {
         }
         self.active = now_active;
         alerts
+    }
+}
+
+/// Alerts sent, shared through the state DB by every instance.
+#[derive(Debug, Clone)]
+pub struct AlertLedger {
+    store: crate::store::Store,
+}
+
+impl AlertLedger {
+    pub fn new(store: crate::store::Store) -> Self {
+        Self { store }
+    }
+
+    /// True when this process should send `alert`: no instance sent it
+    /// within the cool-down. A state DB error sends it anyway — a duplicate
+    /// page beats a missed one.
+    pub async fn claim(&self, alert: &Alert, cooldown: Duration) -> bool {
+        let quiet_since = chrono::Duration::from_std(cooldown)
+            .ok()
+            .and_then(|c| alert.at.checked_sub_signed(c))
+            .unwrap_or_else(crate::domain::epoch);
+        let kind = serde_json::to_value(alert.kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let kind = kind.unwrap_or_else(|| format!("{:?}", alert.kind));
+        match self.store.claim_alert(&alert.customer, &kind, alert.at, quiet_since).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the alerts sent by other instances; sending");
+                true
+            }
+        }
     }
 }
 

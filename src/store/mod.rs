@@ -1,6 +1,6 @@
 //! The partner state DB: customers, encrypted tokens, destinations,
 //! checkpoints, mappings, the dead-letter queue, runs, the audit log,
-//! leases, instance heartbeats and the command queue. One API over two backends — SQLite (embedded default) and
+//! leases, instance heartbeats, the command queue and alerts sent. One API over two backends — SQLite (embedded default) and
 //! PostgreSQL (several instances) — each with its own pool and its own
 //! embedded migrations (sqlx's `Any` driver cannot carry chrono types; see
 //! stack.md §4). Queries bind every value; no SQL is built from data.
@@ -8,6 +8,7 @@
 //! Methods are grouped by concern in the submodules and named for what they
 //! do. Only the engine (and the composition root, for `migrate`) calls them.
 
+mod alerts_sent;
 mod commands;
 pub mod crypto;
 mod customers;
