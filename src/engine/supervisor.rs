@@ -46,6 +46,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 const COMMAND_POLL: Duration = Duration::from_secs(1);
 /// Heartbeat rows silent this long are removed (crashed processes).
 const FORGET_INSTANCES_AFTER: chrono::Duration = chrono::Duration::days(1);
+/// Finished commands are kept this long (the audit log keeps them for good).
+const KEEP_COMMANDS: chrono::Duration = chrono::Duration::days(30);
 
 /// What every worker shares.
 pub struct Shared {
@@ -310,7 +312,7 @@ impl Supervisor {
         }
         self.stop_all().await;
         let stale = Utc::now() - FORGET_INSTANCES_AFTER;
-        if let Err(e) = self.shared.store.forget_instances(&self.shared.config.owner, stale).await {
+        if let Err(e) = self.shared.store.forget_instances(Some(&self.shared.config.owner), stale).await {
             tracing::warn!(error = %e, "cannot remove this instance's heartbeat row; it ages out by itself");
         }
         self.publish();
@@ -381,15 +383,15 @@ impl Supervisor {
             }
         };
         let lost: Vec<CustomerId> = self.workers.keys().filter(|id| !held.contains(id)).copied().collect();
-        for id in lost {
-            let name = self.customers.iter().find(|c| c.id == id).map(|c| c.name.clone());
+        for id in &lost {
+            let name = self.customers.iter().find(|c| c.id == *id).map(|c| c.name.clone());
             self.shared.event(
                 name.as_deref(),
                 EventLevel::Warn,
                 "lease lost to another process; stopping here",
             );
-            self.stop(id).await;
         }
+        self.stop_many(&lost).await;
     }
 
     /// Hands customers beyond `share` back to the fleet (after another
@@ -408,6 +410,7 @@ impl Supervisor {
         // Idle first; among them the newest customers.
         ids.sort_by_key(|(busy, id)| (*busy, std::cmp::Reverse(*id)));
         let mut busy_given = false;
+        let mut giving = Vec::new();
         for (busy, id) in ids.into_iter().take(excess) {
             if busy {
                 if busy_given {
@@ -415,8 +418,9 @@ impl Supervisor {
                 }
                 busy_given = true;
             }
-            self.stop(id).await;
+            giving.push(id);
         }
+        self.stop_many(&giving).await;
         tracing::info!(excess, share, "gave customers back for other instances to take");
     }
 
@@ -566,14 +570,22 @@ impl Supervisor {
         let _ = self.shared.store.release_lease(id, &self.shared.config.owner).await;
     }
 
-    async fn stop_all(&mut self) {
-        let ids: Vec<CustomerId> = self.workers.keys().copied().collect();
-        for slot in self.workers.values() {
-            slot.cancel.cancel();
+    /// Stops several workers: all are told at once, then awaited, so the
+    /// drains overlap instead of adding up.
+    async fn stop_many(&mut self, ids: &[CustomerId]) {
+        for id in ids {
+            if let Some(slot) = self.workers.get(id) {
+                slot.cancel.cancel();
+            }
         }
         for id in ids {
-            self.stop(id).await;
+            self.stop(*id).await;
         }
+    }
+
+    async fn stop_all(&mut self) {
+        let ids: Vec<CustomerId> = self.workers.keys().copied().collect();
+        self.stop_many(&ids).await;
     }
 
     async fn command(&mut self, envelope: Envelope) {
@@ -709,8 +721,17 @@ impl Supervisor {
         })
     }
 
-    /// Removes the state of customers offboarded longer than the retention.
+    /// Removes the state of customers offboarded longer than the retention,
+    /// heartbeat rows of long-dead processes, and old finished commands.
     async fn purge_expired(&self) {
+        let now = Utc::now();
+        let store = &self.shared.store;
+        if let Err(e) = store.forget_instances(None, now - FORGET_INSTANCES_AFTER).await {
+            tracing::warn!(error = %e, "cannot remove stale heartbeat rows");
+        }
+        if let Err(e) = store.prune_commands(now - KEEP_COMMANDS).await {
+            tracing::warn!(error = %e, "cannot remove old commands");
+        }
         let ops = super::ops::Ops::from_shared(Arc::clone(&self.shared));
         match ops.purge_expired().await {
             Ok(purged) => {

@@ -251,6 +251,19 @@ impl Store {
         rows.into_iter().map(from_row).collect()
     }
 
+    /// Deletes commands that ended before `before` (their effect is in the
+    /// audit log).
+    pub async fn prune_commands(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM commands WHERE finished_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .map_err(|e| self.err(e))
+    }
+
     /// A way to wait for new commands: `NOTIFY` on PostgreSQL, a plain
     /// timer on SQLite.
     pub fn command_signal(&self) -> CommandSignal {

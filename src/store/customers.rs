@@ -43,6 +43,26 @@ impl CustomerRow {
     }
 }
 
+/// Stores a sealed token as the customer's valid token (replacing any),
+/// inside the transaction `$tx` (either backend).
+macro_rules! upsert_token {
+    ($tx:expr, $customer:expr, $sealed:expr, $fingerprint:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO tokens (customer_id, ciphertext, fingerprint, state, validated_at, created_at)
+             VALUES ($1, $2, $3, 'valid', $4, $4)
+             ON CONFLICT (customer_id) DO UPDATE SET ciphertext = excluded.ciphertext,
+               fingerprint = excluded.fingerprint, state = 'valid', validated_at = excluded.validated_at,
+               created_at = excluded.created_at",
+        )
+        .bind($customer)
+        .bind($sealed)
+        .bind($fingerprint)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+    };
+}
+
 /// Records the master key's check value with the first secret stored.
 macro_rules! record_key_check {
     ($tx:expr, $check:expr) => {
@@ -240,19 +260,7 @@ impl Store {
         with_pool!(self, |pool| async {
             let mut tx = pool.begin_write().await?;
             record_key_check!(tx, key_check);
-            sqlx::query(
-                "INSERT INTO tokens (customer_id, ciphertext, fingerprint, state, validated_at, created_at)
-                 VALUES ($1, $2, $3, 'valid', $4, $4)
-                 ON CONFLICT (customer_id) DO UPDATE SET ciphertext = excluded.ciphertext,
-                   fingerprint = excluded.fingerprint, state = 'valid', validated_at = excluded.validated_at,
-                   created_at = excluded.created_at",
-            )
-            .bind(customer.id)
-            .bind(&sealed)
-            .bind(token.fingerprint())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            upsert_token!(tx, customer.id, &sealed, token.fingerprint(), now)?;
             tx.commit().await
         }
         .await)
@@ -391,10 +399,15 @@ impl Store {
         status: CustomerStatus,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        self.replace_token(customer, token).await?;
+        let sealed = self.key()?.seal(&customer.name, token.expose().as_bytes())?;
+        let key_check = self.key_check_to_record().await?;
         let now = Utc::now();
+        // One transaction: a crash in between must not leave an offboarded
+        // customer with a live token (or a restored one without).
         with_pool!(self, |pool| async {
             let mut tx = pool.begin_write().await?;
+            record_key_check!(tx, key_check);
+            upsert_token!(tx, customer.id, &sealed, token.fingerprint(), now)?;
             sqlx::query(
                 "UPDATE customers SET status = $1, status_reason = NULL, offboarded_at = NULL, updated_at = $2
                  WHERE id = $3",

@@ -67,9 +67,14 @@ impl Store {
             .collect())
     }
 
-    /// Removes `owner`'s row (a clean shutdown) and rows silent since
-    /// `stale_before` (crashed processes), so the table stays small.
-    pub async fn forget_instances(&self, owner: &str, stale_before: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Removes `owner`'s row (a clean shutdown; `None` for housekeeping)
+    /// and rows silent since `stale_before` (crashed processes), so the table
+    /// stays small.
+    pub async fn forget_instances(
+        &self,
+        owner: Option<&str>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
             sqlx::query("DELETE FROM instances WHERE owner = $1 OR heartbeat_at < $2")
                 .bind(owner)
