@@ -87,7 +87,10 @@ async fn front_ends_observe_and_command_a_running_engine() {
     })
     .await;
     let refused = handle.send(Command::PollNow { customer: "beta".into() }, "tester").await;
-    assert!(refused.unwrap_err().contains("not running"), "a paused customer does not poll");
+    assert!(
+        refused.unwrap_err().contains("beta is paused; resume it first"),
+        "a paused customer does not poll"
+    );
     let reply = handle.send(Command::Resume { customer: "beta".into() }, "tester").await;
     assert_eq!(reply, Ok("beta is now active".into()));
     until(&handle, "beta running again", |s| s.customer("beta").is_some_and(|c| c.owned_here)).await;

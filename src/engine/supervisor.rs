@@ -696,12 +696,7 @@ impl Supervisor {
             }
             Command::Reload => return Ok(Pending::Done(String::new())),
         };
-        let slot = self.workers.get(&customer.id).ok_or_else(|| {
-            format!(
-                "{name} is not running in any process (status {}); resume it or check its token",
-                customer.status
-            )
-        })?;
+        let slot = self.workers.get(&customer.id).ok_or_else(|| not_running(&customer))?;
         slot.inbox.send(message).await.map_err(|_| format!("{name}'s worker has stopped"))?;
         Ok(Pending::Forwarded(rx))
     }
@@ -783,6 +778,21 @@ impl Supervisor {
             .collect::<Vec<CustomerSnapshot>>();
         let snapshot = EngineSnapshot { at: Some(Utc::now()), owner: me.to_owned(), customers };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
+    }
+}
+
+/// Why a command finds no worker for a customer, and what to do.
+fn not_running(customer: &Customer) -> String {
+    let name = &customer.name;
+    match customer.status {
+        CustomerStatus::Paused => format!("{name} is paused; resume it first"),
+        CustomerStatus::TokenRejected => format!("{name}'s token was rejected; give it a new token first"),
+        CustomerStatus::Offboarded => format!("{name} is offboarded; restore it first"),
+        CustomerStatus::Onboarding => format!("{name} is still onboarding"),
+        CustomerStatus::Backfilling | CustomerStatus::Active => format!(
+            "no process runs {name} yet: start `vomo-sync headless` (or a console without --attach); an instance \
+             that just started takes its customers within a heartbeat"
+        ),
     }
 }
 
