@@ -18,8 +18,6 @@ use sqlx::Connection;
 use tokio::process::Command;
 use vomo_sync::sim::{SimHandle, UserFields};
 
-const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
 /// The binary with a private HOME, a fixed master key, no settle margin
 /// (the simulator commits at once) and fast retries.
 fn vomo_sync(home: &Path) -> Command {
@@ -28,18 +26,7 @@ fn vomo_sync(home: &Path) -> Command {
 
 /// `program` with the test environment of `vomo-sync` (a wrapper shell too).
 fn command_in(home: &Path, program: &str) -> Command {
-    let mut command = Command::new(program);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
-        command.env_remove(key);
-    }
-    command
-        .env("HOME", home)
-        .env_remove("RUST_LOG")
-        .env("VOMO_SYNC_MASTER_KEY", MASTER_KEY)
-        .env("VOMO_SYNC_SYNC_SETTLE", "0s")
-        .env("VOMO_SYNC_SYNC_RETRY_BASE", "10ms")
-        .env("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "100ms");
-    command
+    Command::from(common::test_command(home, program))
 }
 
 async fn run(home: &Path, args: &[&str]) -> Output {

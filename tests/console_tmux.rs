@@ -195,19 +195,10 @@ async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_run
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
     let state = dir.join("state.db");
-    let key = "ef".repeat(32);
     let bin = env!("CARGO_BIN_EXE_vomo-sync");
     let vomo_sync = |args: &[&str]| {
-        let mut command = Command::new(bin);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
-            command.env_remove(k);
-        }
-        command
-            .env("HOME", dir)
-            .env("VOMO_SYNC_STATE", &state)
-            .env("VOMO_SYNC_MASTER_KEY", &key)
-            .env("VOMO_SYNC_SYNC_SETTLE", "0s")
-            .args(args);
+        let mut command = common::test_command(dir, bin);
+        command.env("VOMO_SYNC_STATE", &state).args(args);
         command
     };
     let token = dir.join("acme.token");
@@ -230,6 +221,7 @@ async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_run
         "env HOME={home} VOMO_SYNC_STATE={state} VOMO_SYNC_MASTER_KEY={key} {bin} console --attach; echo EXITED $?; sleep 60",
         home = dir.display(),
         state = state.display(),
+        key = common::MASTER_KEY,
     );
     tmux.run(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &command]);
     tmux.wait_for("attached to");

@@ -26,7 +26,6 @@ use vomo_sync::engine::ops::{OnboardRequest, Ops};
 use vomo_sync::sim::{SimHandle, UserFields};
 use vomo_sync::store::{KeySource, MasterKey, Store};
 
-const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const CUSTOMERS: usize = 50;
 const USERS: usize = 300;
 /// Short enough for a test; the heartbeat is a quarter of it.
@@ -38,17 +37,9 @@ fn org(i: usize) -> String {
 
 /// `vomo-sync` against the shared state DB with test timings.
 fn vomo_sync(home: &Path, state: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vomo-sync"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
-        command.env_remove(key);
-    }
+    let mut command = Command::from(common::test_command(home, env!("CARGO_BIN_EXE_vomo-sync")));
     command
-        .env("HOME", home)
-        .env_remove("RUST_LOG")
-        .env("VOMO_SYNC_MASTER_KEY", MASTER_KEY)
         .env("VOMO_SYNC_STATE", state)
-        .env("VOMO_SYNC_SYNC_SETTLE", "0s")
-        .env("VOMO_SYNC_SYNC_RETRY_BASE", "10ms")
         .env("VOMO_SYNC_SYNC_LEASE_PERIOD", "4s")
         .env("VOMO_SYNC_SYNC_HEARTBEAT_EVERY", "1s");
     command
@@ -74,7 +65,7 @@ fn owner_of(owners: &[String], child: &Child) -> Option<String> {
 
 async fn onboard_all(state: &str, sim: &SimHandle, dest: &str) {
     let mut store = Store::open(&StateLocation::Postgres(state.to_owned())).await.unwrap();
-    store.unlock(MasterKey::from_hex(MASTER_KEY).unwrap(), &KeySource::Env).await.unwrap();
+    store.unlock(MasterKey::from_hex(common::MASTER_KEY).unwrap(), &KeySource::Env).await.unwrap();
     let config = common::sync::engine_config();
     let ops = Ops::new(store.clone(), config).unwrap();
     for i in 0..CUSTOMERS {

@@ -4,6 +4,7 @@
 pub mod pg;
 pub mod sync;
 
+use std::path::Path;
 use std::time::Duration;
 
 use vomo_sync::domain::ApiToken;
@@ -34,4 +35,26 @@ pub fn client_for(sim: &SimHandle, org: &str) -> VomoClient {
 pub fn client_with_token(sim: &SimHandle, token: &str, timeout: Duration) -> VomoClient {
     let http = http_pool(settings(timeout)).expect("http pool");
     VomoClient::new(http, sim.base_url(), &ApiToken::new(token).expect("token")).expect("client")
+}
+
+/// The master key of every `vomo-sync` process a test starts.
+pub const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// `program` (the `vomo-sync` binary, or a wrapper) as tests run it: a
+/// private HOME, the test master key, no settle margin (the simulator
+/// commits at once), fast retries, and nothing inherited from the caller's
+/// `VOMO_SYNC_*`, `XDG_*` or `RUST_LOG`.
+pub fn test_command(home: &Path, program: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VOMO_SYNC_") || k.starts_with("XDG_")) {
+        command.env_remove(key);
+    }
+    command
+        .env("HOME", home)
+        .env_remove("RUST_LOG")
+        .env("VOMO_SYNC_MASTER_KEY", MASTER_KEY)
+        .env("VOMO_SYNC_SYNC_SETTLE", "0s")
+        .env("VOMO_SYNC_SYNC_RETRY_BASE", "10ms")
+        .env("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "100ms");
+    command
 }
