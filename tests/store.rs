@@ -203,14 +203,14 @@ async fn leases(store: &Store, acme: &vomo_sync::store::Customer) {
     let now = Utc::now();
     assert!(store.acquire_lease(acme.id, "a", now, now + Duration::seconds(30)).await.unwrap());
     assert!(!store.acquire_lease(acme.id, "b", now, now + Duration::seconds(30)).await.unwrap());
-    assert!(store.renew_lease(acme.id, "a", now, now + Duration::seconds(30)).await.unwrap());
+    assert_eq!(store.renew_leases("a", now, now + Duration::seconds(30)).await.unwrap(), [acme.id]);
     let later = now + Duration::seconds(31);
     assert!(
         store.acquire_lease(acme.id, "b", later, later + Duration::seconds(30)).await.unwrap(),
         "expired: taken over"
     );
     assert!(
-        !store.renew_lease(acme.id, "a", later, later + Duration::seconds(30)).await.unwrap(),
+        store.renew_leases("a", later, later + Duration::seconds(30)).await.unwrap().is_empty(),
         "a lost it"
     );
     store.release_lease(acme.id, "b").await.unwrap();

@@ -72,11 +72,10 @@ impl Fleet {
         self.figures.get(owner).and_then(|c| c.get(customer))
     }
 
-    /// Live worker processes, counting this one when it is a worker (its
-    /// own row may not be written yet).
-    pub fn live_workers(&self, me: &str, role: Role) -> usize {
-        let counted = self.figures.contains_key(me);
-        self.live_workers + usize::from(role == Role::Worker && !counted)
+    /// Live worker processes, counting this worker (`me`) even when its
+    /// own row is not written yet.
+    pub fn live_workers(&self, me: &str) -> usize {
+        self.live_workers + usize::from(!self.figures.contains_key(me))
     }
 }
 
@@ -100,13 +99,8 @@ pub(super) async fn holding(
     heartbeat_every: Duration,
 ) -> Result<Holding, StoreError> {
     let now = Utc::now();
-    let holder = store
-        .leases()
-        .await?
-        .into_iter()
-        .find(|l| l.customer_id == customer && l.expires_at > now)
-        .and_then(|l| l.owner)
-        .filter(|o| o != me);
+    let holder =
+        store.lease(customer).await?.filter(|l| l.expires_at > now).and_then(|l| l.owner).filter(|o| o != me);
     let Some(holder) = holder else { return Ok(Holding::Free) };
     let alive = store.instances_since(alive_since(now, heartbeat_every)).await?;
     Ok(if alive.iter().any(|i| i.owner == holder && i.role == Role::Worker.as_str()) {
@@ -114,6 +108,14 @@ pub(super) async fn holding(
     } else {
         Holding::Busy(holder)
     })
+}
+
+/// Why a command cannot go to a customer's lease holder.
+pub(super) fn busy(name: &str, holder: &str) -> String {
+    format!(
+        "{name} is held by {holder}, which takes no commands (a one-shot run, or an instance that stopped and \
+         whose lease has not expired yet); try again in a minute"
+    )
 }
 
 /// Heartbeats older than this mean the process is gone.

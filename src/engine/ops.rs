@@ -288,7 +288,7 @@ impl Ops {
         let config = &self.shared.config;
         match super::fleet::holding(self.store(), customer.id, &config.owner, config.reload_every).await? {
             Holding::Free => Ok(None),
-            Holding::Busy(holder) => Err(OpsError::Invalid(super::supervisor::busy(name, &holder))),
+            Holding::Busy(holder) => Err(OpsError::Invalid(super::fleet::busy(name, &holder))),
             Holding::Worker(holder) => {
                 super::queue::send(self.store(), command, actor, &config.owner, &holder)
                     .await
@@ -457,14 +457,7 @@ impl Ops {
         if self.store().acquire_lease(customer.id, &owner, now, until).await? {
             return Ok(OpsLease { customer: customer.id, owner });
         }
-        let holder = self
-            .store()
-            .leases()
-            .await?
-            .into_iter()
-            .find(|l| l.customer_id == customer.id)
-            .and_then(|l| l.owner)
-            .unwrap_or_default();
+        let holder = self.store().lease(customer.id).await?.and_then(|l| l.owner).unwrap_or_default();
         Err(OpsError::Invalid(format!(
             "{} is being run by another process ({holder}); run this from that process's console, or stop it first",
             customer.name

@@ -85,7 +85,7 @@ impl From<BudgetFigures> for BudgetView {
 }
 
 /// What may be shown of a token: its fingerprint, never the token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TokenView {
     pub fingerprint: String,
     pub state: TokenState,
@@ -93,7 +93,7 @@ pub struct TokenView {
 }
 
 /// Pending DLQ entries.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DlqView {
     pub pending: i64,
     pub permanent: i64,
@@ -113,7 +113,7 @@ pub struct RunProgress {
 }
 
 /// A finished (or waiting) run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunView {
     pub id: crate::store::RunId,
     pub kind: RunKind,

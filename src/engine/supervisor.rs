@@ -353,7 +353,7 @@ impl Supervisor {
             return;
         }
         let me = self.shared.config.owner.clone();
-        let share = fleet::fair_share(runnable.len(), self.fleet.live_workers(&me, Role::Worker));
+        let share = fleet::fair_share(runnable.len(), self.fleet.live_workers(&me));
         for (customer, signature) in runnable {
             if self.workers.len() >= share {
                 break;
@@ -437,6 +437,13 @@ impl Supervisor {
         if let Err(e) = self.shared.store.heartbeat_instance(&row).await {
             tracing::warn!(error = %e, "cannot write the heartbeat row");
         }
+        // Commands claimed by processes that died will never be answered:
+        // say so, so their issuers stop waiting.
+        let now = Utc::now();
+        let alive_since = fleet::alive_since(now, config.reload_every);
+        if let Err(e) = self.shared.store.fail_orphaned_commands(alive_since, now).await {
+            tracing::warn!(error = %e, "cannot close commands of stopped instances");
+        }
     }
 
     fn live_figures(&self, id: CustomerId) -> LiveFigures {
@@ -495,9 +502,7 @@ impl Supervisor {
         let store = &self.shared.store;
         self.customers = store.customers().await?;
         self.overview = store.overview().await?;
-        let now = Utc::now();
-        self.fleet = Fleet::read(store, now, self.shared.config.reload_every).await?;
-        store.fail_orphaned_commands(fleet::alive_since(now, self.shared.config.reload_every), now).await?;
+        self.fleet = Fleet::read(store, Utc::now(), self.shared.config.reload_every).await?;
         // Counting scans the mappings: do it when runs have read users since
         // the last count, and otherwise only now and then.
         let activity: u64 =
@@ -671,7 +676,7 @@ impl Supervisor {
                     return Err(format!("{name} is now run by {holder}, not here; issue the command again"));
                 }
                 Holding::Worker(holder) => return Ok(Pending::Queued { holder, command: command.clone() }),
-                Holding::Busy(holder) => return Err(busy(name, &holder)),
+                Holding::Busy(holder) => return Err(fleet::busy(name, &holder)),
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -794,14 +799,6 @@ fn not_running(customer: &Customer) -> String {
              that just started takes its customers within a heartbeat"
         ),
     }
-}
-
-/// Why a command cannot go to a customer's lease holder.
-pub(super) fn busy(name: &str, holder: &str) -> String {
-    format!(
-        "{name} is held by {holder}, which takes no commands (a one-shot run, or an instance that stopped and \
-         whose lease has not expired yet); try again in a minute"
-    )
 }
 
 /// A command's result now, the worker's answer to come, or a command for

@@ -49,31 +49,6 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Extends `owner`'s lease. False when another process has taken it over
-    /// (the caller must stop working on that customer at once).
-    pub async fn renew_lease(
-        &self,
-        customer: CustomerId,
-        owner: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE leases SET heartbeat_at = $1, expires_at = $2 WHERE customer_id = $3 AND owner = $4",
-            )
-            .bind(now)
-            .bind(expires_at)
-            .bind(customer)
-            .bind(owner)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .map_err(|e| self.err(e))?;
-        Ok(done == 1)
-    }
-
     /// Extends every lease `owner` holds, in one statement; returns the
     /// customers it still holds (any other was taken over: stop it at once).
     pub async fn renew_leases(
@@ -143,6 +118,26 @@ impl Store {
         .map_err(|e| self.err(e))?;
         claimed.sort_unstable();
         Ok(claimed)
+    }
+
+    /// One customer's lease.
+    pub async fn lease(&self, customer: CustomerId) -> Result<Option<Lease>, StoreError> {
+        type Row = (i64, Option<String>, Option<DateTime<Utc>>, DateTime<Utc>);
+        let row: Option<Row> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT customer_id, owner, heartbeat_at, expires_at FROM leases WHERE customer_id = $1",
+            )
+            .bind(customer)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(|e| self.err(e))?;
+        Ok(row.map(|(customer_id, owner, heartbeat_at, expires_at)| Lease {
+            customer_id,
+            owner,
+            heartbeat_at,
+            expires_at,
+        }))
     }
 
     /// Every lease, by customer.
