@@ -29,6 +29,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         vomo_url: "https://api.vomo.org/v1".into(),
         watermark: now,
         lag_secs: i64::try_from(n * 7 % 3600).unwrap(),
+        checkpoint_ahead_secs: None,
         in_flight: None,
         users_synced: 1000,
         throughput_per_min: (n % 400) as f64,
@@ -52,7 +53,7 @@ fn customer(n: usize) -> CustomerSnapshot {
             message: None,
         }],
         next_poll_at: Some(now),
-        last_error: None,
+        failure: None,
         owned_here: true,
         owner: None,
         stalled: false,
@@ -67,6 +68,7 @@ fn render() {
         at: Some(Utc::now()),
         owner: "bench".into(),
         customers: (0..1000).map(customer).collect(),
+        ..EngineSnapshot::default()
     };
     let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
     let mut times = Vec::new();

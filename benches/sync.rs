@@ -180,6 +180,7 @@ async fn fetch_only() {
     let http = vomo_sync::vomo::http_pool(vomo_sync::vomo::ClientSettings {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
+        max_body: vomo_sync::vomo::DEFAULT_MAX_BODY,
     })
     .unwrap();
     let token = vomo_sync::domain::ApiToken::new(&sim.token("acme").unwrap()).unwrap();

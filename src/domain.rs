@@ -88,6 +88,14 @@ impl User {
 pub struct ContentHash(pub [u8; 16]);
 
 impl ContentHash {
+    /// A hash of arbitrary bytes (what identifies an unreadable record).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        let digest = Sha256::digest(bytes);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Self(out)
+    }
+
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
@@ -412,6 +420,19 @@ pub fn duration_text(secs: i64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// A span in words for messages (`73 years`, `2 days`, `5 minutes`, `1 second`).
+pub fn span_words(secs: i64) -> String {
+    let secs = secs.unsigned_abs();
+    let (n, unit) = match secs {
+        s if s < 120 => (s, "second"),
+        s if s < 7_200 => (s / 60, "minute"),
+        s if s < 172_800 => (s / 3_600, "hour"),
+        s if s < 2 * 31_557_600 => (s / 86_400, "day"),
+        s => (s / 31_557_600, "year"),
+    };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 #[cfg(test)]

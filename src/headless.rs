@@ -71,12 +71,9 @@ async fn readyz(State(snapshots): State<Snapshots>) -> Response {
     if snapshot.at.is_none() {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
-    let stalled: Vec<&str> =
-        snapshot.customers.iter().filter(|c| c.stalled).map(|c| c.name.as_str()).collect();
-    if stalled.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {}\n", stalled.join(", "))).into_response()
+    match snapshot.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -234,10 +231,6 @@ pub fn spawn_alerts(
     cancel: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
         let sinks = Arc::new(sinks);
         let mut alerter = crate::engine::alerts::Alerter::default();
         loop {
@@ -255,10 +248,10 @@ pub fn spawn_alerts(
                     continue;
                 }
                 tracing::warn!(customer = %alert.customer, kind = ?alert.kind, "alert: {}", alert.message);
-                let (http, sinks) = (http.clone(), Arc::clone(&sinks));
+                let sinks = Arc::clone(&sinks);
                 tokio::spawn(async move {
                     if let Some(webhook) = &sinks.webhook {
-                        deliver(&http, webhook, &alert).await;
+                        deliver(webhook, &alert).await;
                     }
                     if let Some(command) = &sinks.command {
                         run_command(command, &alert).await;
@@ -272,7 +265,7 @@ pub fn spawn_alerts(
 /// Where alerts go: a webhook, a command, or both.
 #[derive(Debug, Clone, Default)]
 pub struct AlertSinks {
-    pub webhook: Option<String>,
+    pub webhook: Option<AlertWebhook>,
     /// Program and arguments; run with the alert as JSON on stdin.
     pub command: Option<Vec<String>>,
 }
@@ -283,18 +276,47 @@ impl AlertSinks {
     }
 }
 
-async fn deliver(http: &reqwest::Client, webhook: &str, alert: &crate::engine::alerts::Alert) {
+/// The alert webhook: its URL (often with a secret in its path or query,
+/// so only ever logged redacted) and a client bound by the outbound rules.
+#[derive(Debug, Clone)]
+pub struct AlertWebhook {
+    url: url::Url,
+    shown: String,
+    http: reqwest::Client,
+}
+
+impl AlertWebhook {
+    /// Checks the URL against the outbound rules (private addresses need
+    /// the operator's allow-list) and prepares its client.
+    pub fn new(url: &str, outbound: &crate::outbound::OutboundPolicy) -> Result<Self, String> {
+        let shown = crate::config::redact_secret_url(url);
+        let parsed =
+            url::Url::parse(url).map_err(|e| format!("alerts.webhook {shown}: invalid URL ({e})"))?;
+        let http = outbound
+            .clone()
+            .with_timeout(std::time::Duration::from_secs(10))
+            .client_for(&parsed)
+            .map_err(|reason| format!("alerts.webhook {shown}: {reason}"))?;
+        Ok(Self { url: parsed, shown, http })
+    }
+}
+
+async fn deliver(webhook: &AlertWebhook, alert: &crate::engine::alerts::Alert) {
+    let shown = webhook.shown.as_str();
     for attempt in 0..4u32 {
-        match http.post(webhook).json(alert).send().await {
+        match webhook.http.post(webhook.url.clone()).json(alert).send().await {
             Ok(response) if response.status().is_success() => return,
             Ok(response) => {
-                tracing::warn!(status = %response.status(), attempt, "the alert webhook refused an alert")
+                tracing::warn!(webhook = shown, status = %response.status(), attempt, "the alert webhook refused an alert")
             }
-            Err(e) => tracing::warn!(error = %e, attempt, "cannot reach the alert webhook"),
+            Err(e) => {
+                let e = e.without_url();
+                tracing::warn!(webhook = shown, error = %e, attempt, "cannot reach the alert webhook");
+            }
         }
         tokio::time::sleep(std::time::Duration::from_secs(2u64.pow(attempt))).await;
     }
-    tracing::error!(customer = %alert.customer, "alert not delivered after 4 attempts: {}", alert.message);
+    tracing::error!(customer = %alert.customer, webhook = shown, "alert not delivered after 4 attempts: {}", alert.message);
 }
 
 /// Runs the alert command with the alert as JSON on stdin (and the customer

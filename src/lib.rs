@@ -9,6 +9,7 @@ pub mod dest;
 pub mod domain;
 pub mod engine;
 pub mod headless;
+pub mod outbound;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -21,6 +21,23 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("sim", &["app", "cli", "vomo", "store", "dest", "engine", "tui", "headless"]),
     ("config", &["app", "vomo", "store", "dest", "engine", "tui", "headless", "sim"]),
     ("telemetry", &["app", "vomo", "store", "dest", "engine", "tui", "headless", "sim"]),
+    (
+        "outbound",
+        &[
+            "app",
+            "cli",
+            "config",
+            "domain",
+            "vomo",
+            "store",
+            "dest",
+            "engine",
+            "tui",
+            "headless",
+            "sim",
+            "telemetry",
+        ],
+    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vomo_sync::outbound::OutboundPolicy;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -65,9 +66,15 @@ fn http(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(timeout).build().unwrap()
 }
 
+/// Receivers in these tests listen on loopback, which the operator allows.
+fn outbound(timeout: Duration) -> OutboundPolicy {
+    OutboundPolicy::from_entries(&["127.0.0.1".into()]).unwrap().with_timeout(timeout)
+}
+
 async fn connect(spec: &str) -> Result<Destination, DestError> {
     let spec = DestinationSpec::parse(spec).unwrap();
-    Destination::connect("test", &spec, &http(Duration::from_secs(5)), &[]).await
+    let timeout = Duration::from_secs(5);
+    Destination::connect("test", &spec, &http(timeout), &outbound(timeout), &[]).await
 }
 
 fn only_error(outcome: &Outcome) -> &DestError {
@@ -388,7 +395,7 @@ async fn webhook_dest(url: &str, dir: &Path, timeout: Duration) -> Destination {
     let file = dir.join("hook.key");
     std::fs::write(&file, format!("{SECRET}\n")).unwrap();
     let spec = DestinationSpec::parse(&format!("webhook:{url},secret-file={}", file.display())).unwrap();
-    Destination::connect("hook", &spec, &http(timeout), &[]).await.unwrap()
+    Destination::connect("hook", &spec, &http(timeout), &outbound(timeout), &[]).await.unwrap()
 }
 
 fn mixed_batch() -> Vec<Change> {

@@ -132,9 +132,9 @@ async fn every_error_class_is_typed_and_hides_the_token() {
 
     sim.set_faults(Faults { html_rate: 1.0, ..Faults::default() });
     let e = client.list_users(&all, 2).await.unwrap_err();
-    let VomoError::Decode { ref endpoint, ref excerpt, .. } = e else { panic!("{e:?}") };
+    let VomoError::Decode { ref endpoint, ref reason } = e else { panic!("{e:?}") };
     assert!(endpoint.starts_with("/users?") && endpoint.contains("page=2"), "{endpoint}");
-    assert!(excerpt.starts_with("<!DOCTYPE html>"), "{excerpt}");
+    assert!(reason.contains("not JSON; it starts: <!DOCTYPE html>"), "{reason}");
     assert_no_token(&e, &token);
 
     sim.set_faults(Faults { truncate_rate: 1.0, ..Faults::default() });

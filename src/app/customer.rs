@@ -122,7 +122,9 @@ async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
             writeback_fields: args.writeback.clone(),
         },
     };
-    let ops = open_ops(config, true).await?;
+    // Onboarding may set up an empty state DB file (a new installation).
+    let store = super::open_store_with(config, true, crate::store::EmptyFile::Initialise).await?;
+    let ops = crate::engine::ops::Ops::new(store, crate::engine::EngineConfig::from_config(config))?;
     let customer = ops.onboard(&request, &os_user()).await?;
     println!(
         "onboarded {} (token {}); backfill queued: `vomo-sync headless` runs it",
@@ -166,8 +168,11 @@ async fn pause(name: &str, pause: bool, config: &Config) -> anyhow::Result<ExitC
 /// Reads a token from a file or stdin; it never comes from the command line.
 fn read_token(source: &TokenSource) -> anyhow::Result<ApiToken> {
     let text = match &source.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        Some(path) => {
+            crate::store::crypto::warn_if_readable_by_others(path, "token file");
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+        }
         None => {
             let mut text = String::new();
             std::io::stdin()

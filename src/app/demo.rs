@@ -69,6 +69,18 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut engine_config = EngineConfig::from_config(&config);
     // The simulator commits at once: a short settle keeps the demo lively.
     engine_config.settle = Duration::from_secs(2);
+    // The demo's own receiver listens on loopback: allowed by name, as an
+    // operator would allow an internal webhook.
+    let mut allowed = config.dest.allow_private_hosts.clone();
+    if let Ok(url) = url::Url::parse(&hook) {
+        allowed.push(format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port_or_known_default().unwrap_or(80)
+        ));
+    }
+    engine_config.outbound =
+        crate::outbound::OutboundPolicy::from_entries(&allowed).map_err(anyhow::Error::msg)?;
     let ops = Arc::new(Ops::new(store.clone(), engine_config.clone())?);
     for (n, name) in NAMES.iter().enumerate() {
         let mut destinations = vec![format!("jsonl:{}", dir.join(format!("{name}.jsonl")).display())];

@@ -22,6 +22,9 @@ use crate::telemetry::{self, LogTarget};
 
 /// Exit code for bad usage or configuration (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
+/// Exit code of `headless --once` when a customer was skipped (its lease
+/// is held by a live process, or its backfill may not start at this hour).
+const EXIT_SKIPPED: u8 = 4;
 
 /// Runs the command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -98,7 +101,16 @@ async fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
 /// `create_key`, a missing key file is created (a secret is about to be
 /// stored).
 pub(crate) async fn open_store(config: &Config, create_key: bool) -> anyhow::Result<Store> {
-    let mut store = Store::open(&config.state).await?;
+    open_store_with(config, create_key, crate::store::EmptyFile::Refuse).await
+}
+
+/// [`open_store`] for onboarding, which may set up an empty state DB file.
+pub(crate) async fn open_store_with(
+    config: &Config,
+    create_key: bool,
+    empty: crate::store::EmptyFile,
+) -> anyhow::Result<Store> {
+    let mut store = Store::open_with(&config.state, empty).await?;
     let env = std::env::var("VOMO_SYNC_MASTER_KEY").ok();
     crate::store::load_master_key(&mut store, env.as_deref(), &config.master_key_file(), create_key).await?;
     Ok(store)

@@ -21,6 +21,11 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
     if args.once {
         return once(store, engine_config).await;
     }
+    let outbound = engine_config.outbound.clone();
+    let alert_webhook = match &config.alerts.webhook {
+        Some(url) => Some(crate::headless::AlertWebhook::new(url, &outbound).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let auth = crate::engine::health::HealthAuth::new(store.clone());
     let engine = Engine::start(store.clone(), engine_config).await?;
     let stop_server = CancellationToken::new();
@@ -29,10 +34,8 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(address = %bound, "headless engine running; /healthz /readyz /metrics /customers/NAME/health served");
-    let sinks = crate::headless::AlertSinks {
-        webhook: config.alerts.webhook.clone(),
-        command: config.alerts.command.clone(),
-    };
+    let sinks =
+        crate::headless::AlertSinks { webhook: alert_webhook, command: config.alerts.command.clone() };
     if sinks.any() {
         let rules = crate::engine::alerts::AlertRules {
             lag_above: config.alerts.lag_above,
@@ -78,8 +81,9 @@ async fn once(store: crate::store::Store, config: EngineConfig) -> anyhow::Resul
         bars.finish();
     }
     let outcomes = run.outcomes();
-    let mut failed = 0;
+    let (mut failed, mut skipped) = (0, 0);
     for outcome in &outcomes {
+        skipped += usize::from(outcome.skipped);
         match (&outcome.result, &outcome.note) {
             (_, Some(note)) => println!("{:<20} {note}", outcome.customer),
             (Ok(Some(report)), None) => {
@@ -103,7 +107,15 @@ async fn once(store: crate::store::Store, config: EngineConfig) -> anyhow::Resul
             }
         }
     }
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else if skipped > 0 {
+        // A script must not take "nothing was done" for success.
+        eprintln!("{skipped} customer(s) skipped; exit status {}", super::EXIT_SKIPPED);
+        ExitCode::from(super::EXIT_SKIPPED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One progress bar per customer: users and pages of `meta.total`.
@@ -165,12 +177,37 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
                 .iter()
                 .filter(|r| matches!(r.kind, RunKind::Poll | RunKind::Backfill))
                 .max_by_key(|r| r.started_at)
-                .map_or_else(|| "never".into(), |r| format!("{} {} ago", r.outcome, age(now, r.started_at)));
+                .map_or_else(
+                    || "never".into(),
+                    |r| {
+                        // "running" with no live process holding the customer:
+                        // the process that ran it is gone.
+                        let interrupted =
+                            r.outcome == crate::domain::RunOutcome::Running && c.owner.is_none();
+                        let outcome =
+                            if interrupted { "interrupted".to_owned() } else { r.outcome.to_string() };
+                        format!("{} {outcome} {} ago", r.kind, age(now, r.started_at))
+                    },
+                );
+            let state = match (&c.failure, c.checkpoint_ahead_secs) {
+                (_, Some(ahead)) => format!(
+                    "{} (CHECKPOINT {} IN THE FUTURE; repaired by the next run)",
+                    c.status,
+                    crate::domain::span_words(ahead).to_uppercase()
+                ),
+                (Some(f), None) => format!("{} (failing: {} ×{})", c.status, f.kind.as_str(), f.consecutive),
+                (None, None) => c.status.to_string(),
+            };
+            let lag = if c.checkpoint_ahead_secs.is_some() {
+                "ahead!".into()
+            } else {
+                super::duration_text(c.lag_secs)
+            };
             vec![
                 c.name.clone(),
-                c.status.to_string(),
+                state,
                 format_rfc3339(&c.watermark),
-                super::duration_text(c.lag_secs),
+                lag,
                 last_poll,
                 c.users_synced.to_string(),
                 c.dlq.oldest.map_or_else(

@@ -29,6 +29,76 @@ pub struct FileConfig {
     pub console: ConsoleSection,
     #[serde(default)]
     pub alerts: AlertsSection,
+    #[serde(default)]
+    pub dest: DestSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestSection {
+    /// Private, loopback or link-local addresses outbound destinations may
+    /// reach: addresses, CIDRs or host:port (a list, or comma-separated
+    /// text as the environment gives it).
+    pub allow_private_hosts: Option<StringList>,
+}
+
+/// A list written as a TOML array or as comma-separated text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Text(String),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::List(list) => list,
+            Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+        };
+        Ok(Self(items.into_iter().map(|i| i.trim().to_owned()).filter(|i| !i.is_empty()).collect()))
+    }
+}
+
+/// A size in bytes written as a number or with a unit (`"16MiB"`, `"512 KiB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(Self(n)),
+            Raw::Text(text) => parse_byte_size(&text).map(Self).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"16MiB"`-style sizes.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("invalid size {text:?}; write it like \"16MiB\", \"512KiB\" or a number of bytes");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(factor).ok_or_else(bad)
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -62,6 +132,8 @@ pub struct VomoSection {
     pub base_url: Option<String>,
     pub connect_timeout: Option<HumanDuration>,
     pub request_timeout: Option<HumanDuration>,
+    pub allow_insecure_http: Option<Lenient<bool>>,
+    pub max_body: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -93,6 +165,7 @@ pub struct SyncSection {
     pub offboard_retention: Option<HumanDuration>,
     pub lease_period: Option<HumanDuration>,
     pub heartbeat_every: Option<HumanDuration>,
+    pub max_clock_skew: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -203,6 +276,8 @@ impl FileConfig {
                 base_url: other.vomo.base_url.or(self.vomo.base_url),
                 connect_timeout: other.vomo.connect_timeout.or(self.vomo.connect_timeout),
                 request_timeout: other.vomo.request_timeout.or(self.vomo.request_timeout),
+                allow_insecure_http: other.vomo.allow_insecure_http.or(self.vomo.allow_insecure_http),
+                max_body: other.vomo.max_body.or(self.vomo.max_body),
             },
             log: LogSection {
                 level: other.log.level.or(self.log.level),
@@ -231,6 +306,7 @@ impl FileConfig {
                 offboard_retention: other.sync.offboard_retention.or(self.sync.offboard_retention),
                 lease_period: other.sync.lease_period.or(self.sync.lease_period),
                 heartbeat_every: other.sync.heartbeat_every.or(self.sync.heartbeat_every),
+                max_clock_skew: other.sync.max_clock_skew.or(self.sync.max_clock_skew),
             },
             headless: HeadlessSection { listen: other.headless.listen.or(self.headless.listen) },
             console: ConsoleSection {
@@ -243,6 +319,9 @@ impl FileConfig {
                 lag_above: other.alerts.lag_above.or(self.alerts.lag_above),
                 dlq_older_than: other.alerts.dlq_older_than.or(self.alerts.dlq_older_than),
                 cooldown: other.alerts.cooldown.or(self.alerts.cooldown),
+            },
+            dest: DestSection {
+                allow_private_hosts: other.dest.allow_private_hosts.or(self.dest.allow_private_hosts),
             },
         }
     }

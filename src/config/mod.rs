@@ -131,6 +131,25 @@ pub fn redact_url(text: &str) -> String {
     }
 }
 
+/// A URL whose path and query may carry a secret (a webhook's token): only
+/// scheme, host and port are shown, e.g. `https://hooks.example.org/…`.
+pub fn redact_secret_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let hidden = url.path().len() > 1 || url.query().is_some() || url.password().is_some();
+            let user = if url.username().is_empty() { "" } else { "***@" };
+            format!(
+                "{}://{user}{}{port}/{}",
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                if hidden { "…" } else { "" }
+            )
+        }
+        Err(_) => "(an unparseable URL)".to_owned(),
+    }
+}
+
 /// Settings for talking to VOMO.
 #[derive(Debug, Clone, Serialize)]
 pub struct VomoSettings {
@@ -140,6 +159,21 @@ pub struct VomoSettings {
     pub connect_timeout: Duration,
     #[serde(serialize_with = "serialize_duration")]
     pub request_timeout: Duration,
+    /// Allows a plain `http://` VOMO URL off loopback (the token would
+    /// travel in clear text).
+    pub allow_insecure_http: bool,
+    /// The largest response body read from VOMO (and from any other remote
+    /// service); a larger one fails the request.
+    pub max_body: u64,
+}
+
+/// Settings for the outbound destinations (webhooks, CRMs, the alert webhook).
+#[derive(Debug, Clone, Serialize)]
+pub struct DestSettings {
+    /// Private, loopback and link-local addresses outbound requests may
+    /// reach after all (addresses, CIDRs, host:port); everything else of
+    /// that kind is refused.
+    pub allow_private_hosts: Vec<String>,
 }
 
 /// Settings for the process's own log.
@@ -204,6 +238,10 @@ pub struct SyncSettings {
     /// its heartbeat row and live figures, and looks for commands (SQLite).
     #[serde(serialize_with = "serialize_duration")]
     pub heartbeat_every: Duration,
+    /// VOMO's `Date` is believed only this close to this machine's clock
+    /// (and to the last `Date` accepted).
+    #[serde(serialize_with = "serialize_duration")]
+    pub max_clock_skew: Duration,
 }
 
 /// A daily span of UTC hours; may wrap midnight (`22:00-06:00`).
@@ -282,7 +320,7 @@ fn resolve_alerts(section: &file::AlertsSection) -> Result<AlertSettings, Config
             origin: "(file or VOMO_SYNC_ALERTS_WEBHOOK)".to_owned(),
             line: None,
             key: "alerts.webhook".to_owned(),
-            message: format!("{url:?} is not an http:// or https:// URL"),
+            message: format!("{} is not an http:// or https:// URL", redact_secret_url(url)),
         });
     }
     if let Some(command) = &section.command
@@ -342,6 +380,7 @@ pub struct Config {
     pub headless: HeadlessSettings,
     pub console: ConsoleSettings,
     pub alerts: AlertSettings,
+    pub dest: DestSettings,
     /// Non-fatal notes found while loading (unknown variables); shown once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -415,6 +454,8 @@ impl Config {
         })?;
         let console = resolve_console(&merged.console)?;
         let alerts = resolve_alerts(&merged.alerts)?;
+        let dest = resolve_dest(&merged.dest)?;
+        check_alert_webhook(&alerts, &dest)?;
         let level = overrides.log_level.clone().or(merged.log.level).unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| ConfigError::Flag {
             flag: "log level".to_owned(),
@@ -432,6 +473,8 @@ impl Config {
                 base_url,
                 connect_timeout: merged.vomo.connect_timeout.map_or(Duration::from_secs(10), |d| d.0),
                 request_timeout: merged.vomo.request_timeout.map_or(Duration::from_secs(30), |d| d.0),
+                allow_insecure_http: merged.vomo.allow_insecure_http.is_some_and(|b| b.0),
+                max_body: max_body(merged.vomo.max_body)?,
             },
             log: LogSettings {
                 level,
@@ -442,6 +485,7 @@ impl Config {
             headless: HeadlessSettings { listen },
             console,
             alerts,
+            dest,
             warnings,
         })
     }
@@ -457,7 +501,8 @@ impl Config {
             sync: &'a SyncSettings,
             headless: &'a HeadlessSettings,
             console: &'a ConsoleSettings,
-            alerts: &'a AlertSettings,
+            alerts: AlertSettings,
+            dest: &'a DestSettings,
         }
         #[derive(Serialize)]
         struct StateView {
@@ -470,7 +515,11 @@ impl Config {
             sync: &self.sync,
             headless: &self.headless,
             console: &self.console,
-            alerts: &self.alerts,
+            alerts: AlertSettings {
+                webhook: self.alerts.webhook.as_deref().map(redact_secret_url),
+                ..self.alerts.clone()
+            },
+            dest: &self.dest,
         };
         let file_note = if self.paths.config_file_exists { "" } else { " (not present; defaults apply)" };
         let state_path = match &self.state {
@@ -491,6 +540,50 @@ impl Config {
     pub fn master_key_file(&self) -> PathBuf {
         self.paths.config_dir.join("master.key")
     }
+}
+
+/// 16 MiB: far above any page VOMO sends (15 users), far below harm.
+const DEFAULT_MAX_BODY: u64 = 16 << 20;
+
+fn max_body(raw: Option<file::ByteSize>) -> Result<u64, ConfigError> {
+    let value = raw.map_or(DEFAULT_MAX_BODY, |b| b.0);
+    if value < 64 << 10 {
+        return Err(ConfigError::Invalid {
+            origin: "(file or VOMO_SYNC_VOMO_MAX_BODY)".to_owned(),
+            line: None,
+            key: "vomo.max_body".to_owned(),
+            message: format!("{value} bytes is too small for a page of users; use at least 64KiB"),
+        });
+    }
+    Ok(value)
+}
+
+fn resolve_dest(section: &file::DestSection) -> Result<DestSettings, ConfigError> {
+    let hosts = section.allow_private_hosts.clone().map(|l| l.0).unwrap_or_default();
+    crate::outbound::AllowList::parse(&hosts).map_err(|message| ConfigError::Invalid {
+        origin: "(file or VOMO_SYNC_DEST_ALLOW_PRIVATE_HOSTS)".to_owned(),
+        line: None,
+        key: "dest.allow_private_hosts".to_owned(),
+        message,
+    })?;
+    Ok(DestSettings { allow_private_hosts: hosts })
+}
+
+/// The alert webhook follows the outbound rules like every destination:
+/// an address written in it must be public or allowed.
+fn check_alert_webhook(alerts: &AlertSettings, dest: &DestSettings) -> Result<(), ConfigError> {
+    let Some(url) = &alerts.webhook else { return Ok(()) };
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: "(file or VOMO_SYNC_ALERTS_WEBHOOK)".to_owned(),
+        line: None,
+        key: "alerts.webhook".to_owned(),
+        message,
+    };
+    let parsed = url::Url::parse(url)
+        .map_err(|e| invalid(format!("{} is not a URL ({e})", redact_secret_url(url))))?;
+    let policy =
+        crate::outbound::OutboundPolicy::from_entries(&dest.allow_private_hosts).map_err(&invalid)?;
+    policy.check_url(&parsed).map_err(invalid)
 }
 
 fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
@@ -560,6 +653,7 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
         offboard_retention: raw.offboard_retention.map_or(Duration::from_secs(30 * 24 * 3600), |d| d.0),
         lease_period,
         heartbeat_every,
+        max_clock_skew: raw.max_clock_skew.map_or(Duration::from_secs(300), |d| d.0),
     })
 }
 

@@ -99,11 +99,12 @@ fn open_for_append(path: &Path) -> Result<(File, bool), DestError> {
         })?;
     }
     let existed = path.exists();
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| io_error(path, "cannot open for append", &e))?;
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    // Every line holds a person's data: a new file is its owner's only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(|e| io_error(path, "cannot open for append", &e))?;
     Ok((file, !existed))
 }
 

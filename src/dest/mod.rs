@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::{Change, FailureClass, format_rfc3339};
+use crate::outbound::OutboundPolicy;
 pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_table};
 
 /// Why one change (or a whole batch) did not reach a destination.
@@ -61,13 +62,15 @@ impl std::fmt::Debug for Destination {
 
 impl Destination {
     /// Prepares a destination (pools, file handles, secrets). Does not write.
-    /// `http` is the shared HTTP client for webhooks; `owned` are fields the
-    /// customer's system owns (write-back), which only the PostgreSQL
-    /// destination keeps apart.
+    /// `outbound` says which addresses HTTP destinations may reach (each
+    /// gets a client of its own that checks them at connect time); `owned`
+    /// are fields the customer's system owns (write-back), which only the
+    /// PostgreSQL destination keeps apart.
     pub async fn connect(
         name: &str,
         spec: &DestinationSpec,
-        http: &reqwest::Client,
+        _http: &reqwest::Client,
+        outbound: &OutboundPolicy,
         owned: &[String],
     ) -> Result<Self, DestError> {
         let inner = match spec {
@@ -75,7 +78,7 @@ impl Destination {
                 Inner::Postgres(postgres::PostgresDest::connect(url, table, owned).await?)
             }
             DestinationSpec::Webhook { url, secret } => {
-                Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?)
+                Inner::Webhook(webhook::WebhookDest::new(url, secret, outbound)?)
             }
             DestinationSpec::Jsonl { path } => Inner::Jsonl(jsonl::JsonlDest::new(path)),
         };

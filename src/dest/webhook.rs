@@ -21,16 +21,17 @@ use sha2::{Digest, Sha256};
 use super::{DestError, Outcome, SecretSource, event_json};
 use crate::config::redact_url;
 use crate::domain::{Change, FailureClass};
+use crate::outbound::OutboundPolicy;
 
 /// Unix seconds at which the request was signed.
 pub const TIMESTAMP_HEADER: &str = "X-Vomo-Sync-Timestamp";
 /// `sha256=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "X-Vomo-Sync-Signature";
 const SIGNATURE_PREFIX: &str = "sha256=";
-/// Longest excerpt of a receiver's answer quoted in an error.
-const EXCERPT_CHARS: usize = 160;
-/// A backstop for a shared client built without a request timeout: no
-/// receiver may stall a batch for longer than this.
+/// Longest excerpt of a receiver's answer quoted in an error, in bytes.
+const EXCERPT_BYTES: usize = 300;
+/// A backstop beside the client's timeout: no receiver may stall a batch
+/// for longer than this.
 const BACKSTOP: Duration = Duration::from_secs(120);
 
 type HmacSha256 = Hmac<Sha256>;
@@ -123,10 +124,17 @@ enum PostError {
 impl WebhookDest {
     /// Reads the secret now, so a missing one is reported at onboarding and
     /// not at the first batch.
-    pub fn new(url: &str, secret: &SecretSource, http: reqwest::Client) -> Result<Self, DestError> {
+    pub fn new(url: &str, secret: &SecretSource, outbound: &OutboundPolicy) -> Result<Self, DestError> {
         let value = secret.read().map_err(|reason| {
             DestError::permanent(format!("webhook {}: no signing secret: {reason}", shown(url)))
         })?;
+        let parsed = url::Url::parse(url)
+            .map_err(|e| DestError::permanent(format!("webhook {}: invalid URL ({e})", shown(url))))?;
+        // Its own client: the address check at connect time needs the
+        // destination's host and port, and webhooks follow no redirect.
+        let http = outbound
+            .client_for(&parsed)
+            .map_err(|reason| DestError::permanent(format!("webhook {}: {reason}", shown(url))))?;
         Ok(Self { url: url.to_owned(), shown: shown(url), secret: SecretString::from(value), http })
     }
 
@@ -274,7 +282,7 @@ fn transport_reason(e: reqwest::Error) -> String {
 /// needed, with the secret and signature blanked should a receiver echo them.
 async fn excerpt(response: &mut reqwest::Response, hidden: &[&str]) -> String {
     let mut bytes = Vec::new();
-    while bytes.len() < EXCERPT_CHARS * 4 {
+    while bytes.len() < EXCERPT_BYTES * 2 {
         match response.chunk().await {
             Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
             _ => break,
@@ -285,10 +293,14 @@ async fn excerpt(response: &mut reqwest::Response, hidden: &[&str]) -> String {
         text = text.replace(value, "***");
     }
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
+    if line.len() <= EXCERPT_BYTES {
+        return line;
     }
+    let mut cut = EXCERPT_BYTES;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &line[..cut])
 }
 
 /// `url` with its password and query string (often a token) hidden.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::snapshot::{CustomerSnapshot, EngineSnapshot};
+use super::snapshot::{CustomerSnapshot, EngineSnapshot, FailureKind};
 use crate::domain::{CustomerStatus, RunKind, RunOutcome};
 
 /// What is wrong.
@@ -25,6 +25,12 @@ pub enum AlertKind {
     DlqStale,
     ReconcileGaps,
     DeletionGuard,
+    /// VOMO's `Date` is not believable: nothing moves until it is.
+    ClockRefused,
+    /// The state DB keeps failing the customer's runs.
+    StateDbFailing,
+    /// The checkpoint stands in VOMO's future.
+    CheckpointAhead,
 }
 
 /// Thresholds.
@@ -97,6 +103,29 @@ pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) 
             format!(
                 "{}: deletion sweep run {} stopped at the mass-deletion guard; it waits for an operator",
                 c.name, run.id
+            ),
+        ));
+    }
+    if let Some(failure) = &c.failure {
+        let kind = match failure.kind {
+            FailureKind::VomoClock => Some(AlertKind::ClockRefused),
+            FailureKind::StateDb if failure.consecutive >= 2 => Some(AlertKind::StateDbFailing),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            found.push((
+                kind,
+                format!("{}: {} runs in a row failed: {}", c.name, failure.consecutive, failure.message),
+            ));
+        }
+    }
+    if let Some(ahead) = c.checkpoint_ahead_secs {
+        found.push((
+            AlertKind::CheckpointAhead,
+            format!(
+                "{}: the checkpoint stands {} in VOMO's future; the next run moves it back",
+                c.name,
+                crate::domain::span_words(ahead)
             ),
         ));
     }
@@ -191,6 +220,7 @@ mod tests {
             vomo_url: String::new(),
             watermark: at(0),
             lag_secs: 30,
+            checkpoint_ahead_secs: None,
             in_flight: None,
             users_synced: 10,
             throughput_per_min: 0.0,
@@ -205,7 +235,7 @@ mod tests {
             background: None,
             last_runs: Vec::new(),
             next_poll_at: None,
-            last_error: None,
+            failure: None,
             owned_here: true,
             owner: None,
             stalled: false,
@@ -215,7 +245,7 @@ mod tests {
     }
 
     fn snapshot(c: CustomerSnapshot) -> EngineSnapshot {
-        EngineSnapshot { at: None, owner: String::new(), customers: vec![c] }
+        EngineSnapshot { at: None, owner: String::new(), customers: vec![c], ..Default::default() }
     }
 
     const RULES: AlertRules = AlertRules {
@@ -264,5 +294,30 @@ mod tests {
             kinds,
             [AlertKind::LagHigh, AlertKind::DlqStale, AlertKind::ReconcileGaps, AlertKind::DeletionGuard]
         );
+    }
+
+    #[test]
+    fn a_refused_clock_a_failing_state_db_and_a_future_checkpoint_raise_alerts() {
+        let failing = |kind, consecutive| {
+            let mut c = customer(CustomerStatus::Active);
+            c.failure = Some(crate::engine::snapshot::RunFailure {
+                kind,
+                message: "VOMO's Date says 2100-01-01T00:00:00Z, 73 years ahead".into(),
+                since: at(0),
+                last_at: at(0),
+                consecutive,
+                run_id: Some(3),
+            });
+            conditions(&c, &RULES, at(0)).into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        assert_eq!(failing(FailureKind::VomoClock, 1), [AlertKind::ClockRefused]);
+        assert_eq!(failing(FailureKind::StateDb, 1), [], "one failure may be a blip");
+        assert_eq!(failing(FailureKind::StateDb, 2), [AlertKind::StateDbFailing]);
+        assert_eq!(failing(FailureKind::Vomo, 5), [], "VOMO failing is retried; its lag alerts");
+        let mut ahead = customer(CustomerStatus::Active);
+        ahead.checkpoint_ahead_secs = Some(73 * 31_557_600);
+        let alerts: Vec<_> = conditions(&ahead, &RULES, at(0));
+        assert_eq!(alerts.len(), 1);
+        assert!(alerts[0].1.contains("73 years in VOMO's future"), "{}", alerts[0].1);
     }
 }

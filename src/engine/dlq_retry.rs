@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use super::SyncError;
+use super::process::UNREADABLE_KIND;
 use super::sync::CustomerRuntime;
-use crate::domain::{Change, FailureClass};
+use crate::domain::{Change, ChangeKind, FailureClass};
 use crate::store::{DlqEntry, DlqId, MappingWrite};
 
 /// Which entries to retry.
@@ -61,32 +62,26 @@ impl CustomerRuntime {
                 report.orphaned += entries.len() as u64;
                 continue;
             };
-            let changes: Vec<Change> =
-                entries.iter().filter_map(|e| serde_json::from_str(&e.payload).ok()).collect();
-            if changes.len() != entries.len() {
-                return Err(SyncError::Store(crate::store::StoreError::Corrupt {
-                    what: format!("a DLQ payload of destination {name} is not a change"),
-                }));
-            }
-            let outcomes = destination.apply(&self.customer.name, &changes, Utc::now()).await;
-            for ((entry, change), outcome) in entries.iter().zip(&changes).zip(outcomes) {
-                match outcome {
-                    Ok(external_id) => {
-                        store.resolve_dlq(entry.id).await?;
-                        self.record_external_id(change, &name, external_id).await?;
-                        report.delivered += 1;
-                    }
-                    Err(error) => {
-                        let next = (error.class == FailureClass::Retryable).then(|| {
-                            let attempts =
-                                u32::try_from(entry.attempts).unwrap_or(u32::MAX).saturating_add(1);
-                            let wait = self.config.dlq_retry.backoff(attempts).min(self.config.dlq_retry_max);
-                            Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
-                        });
-                        store.record_dlq_failure(entry.id, error.class, &error.message, next).await?;
+            let (unreadable, entries): (Vec<DlqEntry>, Vec<DlqEntry>) =
+                entries.into_iter().partition(|e| e.change_kind == UNREADABLE_KIND);
+            self.retry_unreadable(destination, &unreadable, &mut report).await?;
+            let mut ready = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match serde_json::from_str::<Change>(&entry.payload) {
+                    Ok(change) => ready.push((entry, change)),
+                    Err(e) => {
+                        // Kept, with why: a default in its place would
+                        // deliver (and resolve) something never read.
+                        let why = format!("the stored payload cannot be read ({e}); discard the entry");
+                        store.record_dlq_failure(entry.id, FailureClass::Permanent, &why, None).await?;
                         report.failed += 1;
                     }
                 }
+            }
+            let changes: Vec<Change> = ready.iter().map(|(_, c)| c.clone()).collect();
+            let outcomes = destination.apply(&self.customer.name, &changes, Utc::now()).await;
+            for ((entry, change), outcome) in ready.iter().zip(outcomes) {
+                self.settle_entry(entry, change, &name, outcome, &mut report).await?;
             }
         }
         if report.delivered + report.failed > 0 {
@@ -98,23 +93,133 @@ impl CustomerRuntime {
         Ok(report)
     }
 
+    /// Records one retried entry's outcome: resolved with the destination's
+    /// id, or failed again (retryable ones rescheduled with backoff).
+    async fn settle_entry(
+        &self,
+        entry: &DlqEntry,
+        change: &Change,
+        destination: &str,
+        outcome: Result<String, crate::dest::DestError>,
+        report: &mut RetryReport,
+    ) -> Result<(), SyncError> {
+        let store = &self.target.store;
+        match outcome {
+            Ok(external_id) => {
+                store.resolve_dlq(entry.id).await?;
+                self.record_external_id(change, destination, external_id).await?;
+                report.delivered += 1;
+            }
+            Err(error) => {
+                let next = (error.class == FailureClass::Retryable).then(|| {
+                    let attempts = u32::try_from(entry.attempts).unwrap_or(u32::MAX).saturating_add(1);
+                    let wait = self.config.dlq_retry.backoff(attempts).min(self.config.dlq_retry_max);
+                    Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
+                });
+                store.record_dlq_failure(entry.id, error.class, &error.message, next).await?;
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Users VOMO listed with unreadable records, read again one by one: a
+    /// record that reads now is delivered (and mapped); one still unreadable
+    /// stays parked with the new reason; one VOMO no longer has is resolved
+    /// (the full scan deletes it downstream if it was ever sent).
+    async fn retry_unreadable(
+        &self,
+        destination: &crate::dest::Destination,
+        entries: &[DlqEntry],
+        report: &mut RetryReport,
+    ) -> Result<(), SyncError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let store = &self.target.store;
+        let fetcher = self.retry_fetcher();
+        for entry in entries {
+            let user = match fetcher.get_user(super::budget::Priority::Poll, entry.vomo_user_id).await {
+                Ok(Some(detail)) => detail.user,
+                Ok(None) => {
+                    store.resolve_dlq(entry.id).await?;
+                    report.delivered += 1;
+                    continue;
+                }
+                Err(SyncError::Vomo(e @ crate::vomo::VomoError::Decode { .. })) => {
+                    let why = format!("VOMO's record still cannot be read: {e}");
+                    store.record_dlq_failure(entry.id, FailureClass::Permanent, &why, None).await?;
+                    report.failed += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let known = store.lookup_mappings(self.customer.id, &[user.id]).await?.remove(&user.id);
+            let kind = if known.is_some() { ChangeKind::Updated } else { ChangeKind::Created };
+            let change = Change { kind, vomo_user_id: user.id, user: Some(user.clone()) };
+            let now = Utc::now();
+            let outcome = destination.apply(&self.customer.name, std::slice::from_ref(&change), now).await;
+            let outcome = outcome
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(crate::dest::DestError::retryable("no result")));
+            if let Ok(external_id) = &outcome {
+                let external_ids = crate::store::Store::merge_external_ids(
+                    known.as_ref().map(|m| &m.external_ids),
+                    &BTreeMap::from([(destination.name().to_owned(), external_id.clone())]),
+                );
+                let write = MappingWrite {
+                    vomo_user_id: user.id,
+                    email: user.email.clone(),
+                    content_hash: user.content_hash(),
+                    vomo_updated_at: user.updated_at,
+                    external_ids,
+                    synced_at: now,
+                    deleted_at: None,
+                };
+                store.commit_window(self.customer.id, &[write], None, None).await?;
+                store.resolve_dlq(entry.id).await?;
+                report.delivered += 1;
+            } else {
+                self.settle_entry(entry, &change, destination.name(), outcome, report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// VOMO access for retries, outside any run.
+    fn retry_fetcher(&self) -> super::fetch::Fetcher {
+        super::fetch::Fetcher::new(
+            self.client.clone(),
+            std::sync::Arc::clone(&self.budget),
+            std::sync::Arc::clone(&self.clock),
+            self.config.request_retry,
+            tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
     /// Write-backs VOMO refused, sent again (after an operator's fix).
     async fn retry_writebacks(
         &self,
         entries: &[DlqEntry],
         report: &mut RetryReport,
     ) -> Result<(), SyncError> {
-        let fetcher = super::fetch::Fetcher::new(
-            self.client.clone(),
-            std::sync::Arc::clone(&self.budget),
-            std::sync::Arc::clone(&self.clock),
-            self.config.request_retry,
-            tokio_util::sync::CancellationToken::new(),
-        );
+        let fetcher = self.retry_fetcher();
         for entry in entries {
-            let payload: serde_json::Value = serde_json::from_str(&entry.payload).unwrap_or_default();
-            let edit: super::writeback::Edit =
-                serde_json::from_value(payload["writeback"].clone()).unwrap_or_default();
+            let edit = match decode_writeback(&entry.payload) {
+                Ok(edit) => edit,
+                Err(why) => {
+                    // Kept, with why: an empty edit in its place would be
+                    // "written" and the entry resolved, losing the edit.
+                    let why = format!("the stored write-back cannot be read ({why}); discard the entry");
+                    self.target
+                        .store
+                        .record_dlq_failure(entry.id, FailureClass::Permanent, &why, None)
+                        .await?;
+                    report.failed += 1;
+                    continue;
+                }
+            };
             match self.write_back_one(&fetcher, None, entry.vomo_user_id, &edit).await? {
                 super::writeback::Written::Done | super::writeback::Written::Gone => {
                     self.target.store.resolve_dlq(entry.id).await?;
@@ -153,4 +258,13 @@ impl CustomerRuntime {
         store.commit_window(self.customer.id, &[write], None, None).await?;
         Ok(())
     }
+}
+
+/// The edit a write-back DLQ entry holds (`{"writeback": {…}}`).
+fn decode_writeback(payload: &str) -> Result<super::writeback::Edit, String> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        writeback: super::writeback::Edit,
+    }
+    serde_json::from_str::<Stored>(payload).map(|s| s.writeback).map_err(|e| e.to_string())
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SyncError;
 use super::budget::{Budget, Priority};
-use super::clock::ServerClock;
+use super::clock::{ClockError, ServerClock};
 use crate::domain::{VomoUserId, whole_second};
 use crate::vomo::{UpsertOutcome, UpsertRequest, UserDetail, UserFilter, UserPage, VomoClient, VomoError};
 
@@ -79,7 +79,8 @@ impl Fetcher {
         page: u64,
     ) -> Result<UserPage, SyncError> {
         let page = self.call(priority, || self.client.list_users(filter, page)).await?;
-        self.clock.observe(page.server_time);
+        // A page whose clock is not believable is not used at all.
+        self.clock.observe(page.server_time)?;
         Ok(page)
     }
 
@@ -114,9 +115,9 @@ impl Fetcher {
         let far_future = Utc::now() + chrono::Duration::days(365 * 50);
         let filter = UserFilter { updated_after: Some(far_future), ..UserFilter::default() };
         let page = self.call(priority, || self.client.list_users(&filter, 1)).await?;
-        self.clock.observe(page.server_time);
-        // A server without a Date header leaves us only our own clock.
-        Ok(whole_second(self.clock.now().unwrap_or_else(Utc::now)))
+        self.clock.observe(page.server_time)?;
+        let now = self.clock.now().ok_or(ClockError::NoDate)?;
+        Ok(whole_second(now))
     }
 
     /// Runs `op` through the budget with the retry rules.

@@ -41,12 +41,14 @@ impl Fleet {
         now: DateTime<Utc>,
         heartbeat_every: Duration,
     ) -> Result<Self, StoreError> {
+        // A lease of a process known to be gone is free: taken over at once.
         let holders = store
             .leases()
             .await?
             .into_iter()
             .filter(|l| l.expires_at > now)
             .filter_map(|l| l.owner.map(|o| (l.customer_id, o)))
+            .filter(|(_, owner)| !provably_dead(owner))
             .collect();
         let mut figures = HashMap::new();
         let mut live_workers = 0;
@@ -99,14 +101,91 @@ pub(super) async fn holding(
     heartbeat_every: Duration,
 ) -> Result<Holding, StoreError> {
     let now = Utc::now();
-    let holder =
-        store.lease(customer).await?.filter(|l| l.expires_at > now).and_then(|l| l.owner).filter(|o| o != me);
+    let holder = store
+        .lease(customer)
+        .await?
+        .filter(|l| l.expires_at > now)
+        .and_then(|l| l.owner)
+        .filter(|o| o != me && !provably_dead(o));
     let Some(holder) = holder else { return Ok(Holding::Free) };
     let alive = store.instances_since(alive_since(now, heartbeat_every)).await?;
     Ok(if alive.iter().any(|i| i.owner == holder && i.role == Role::Worker.as_str()) {
         Holding::Worker(holder)
     } else {
         Holding::Busy(holder)
+    })
+}
+
+/// True when `owner` (`host:pid:tag`) names a process on this machine that
+/// no longer exists: its lease need not be waited out. Elsewhere, or where
+/// it cannot be told (no `/proc`), a holder is presumed alive; a reused pid
+/// only makes us wait for the lease to expire, never take a live one.
+pub(super) fn provably_dead(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (Some(_tag), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    let this_host = whoami::hostname().unwrap_or_default();
+    let proc = std::path::Path::new("/proc");
+    host == this_host
+        && pid != std::process::id()
+        && proc.join("self").exists()
+        && !proc.join(pid.to_string()).exists()
+}
+
+/// How an attempt to take a customer's lease went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum LeaseAttempt {
+    Acquired,
+    /// Taken from a process on this machine that is gone (audited).
+    TakenOver {
+        from: String,
+    },
+    /// A live (or unknowable) process holds it until `expires_at`.
+    Held {
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Takes `customer`'s lease for `me`: free, expired or ours as usual; held
+/// by a process on this machine that is gone, taken over at once with an
+/// audit entry instead of waiting out its expiry.
+pub(super) async fn acquire_lease(
+    store: &Store,
+    customer: &crate::store::Customer,
+    me: &str,
+    ttl: Duration,
+) -> Result<LeaseAttempt, StoreError> {
+    let now = Utc::now();
+    let expiry = now + chrono::Duration::from_std(ttl).unwrap_or_default();
+    if store.acquire_lease(customer.id, me, now, expiry).await? {
+        return Ok(LeaseAttempt::Acquired);
+    }
+    let Some(lease) = store.lease(customer.id).await? else {
+        return Ok(LeaseAttempt::Held { holder: "(unknown)".into(), expires_at: now });
+    };
+    let holder = lease.owner.unwrap_or_default();
+    if !provably_dead(&holder) {
+        return Ok(LeaseAttempt::Held { holder, expires_at: lease.expires_at });
+    }
+    let audit = crate::store::AuditEntry {
+        at: now,
+        actor: me.to_owned(),
+        customer: Some(customer.name.clone()),
+        action: "lease.taken_over".into(),
+        detail: format!("{holder} is gone (no such process on this machine)"),
+        result: "lease taken over without waiting for its expiry".into(),
+    };
+    Ok(if store.take_over_lease(customer.id, &holder, me, now, expiry, &audit).await? {
+        LeaseAttempt::TakenOver { from: holder }
+    } else {
+        let lease = store.lease(customer.id).await?;
+        LeaseAttempt::Held {
+            holder: lease.as_ref().and_then(|l| l.owner.clone()).unwrap_or_default(),
+            expires_at: lease.map_or(now, |l| l.expires_at),
+        }
     })
 }
 
@@ -162,6 +241,17 @@ mod tests {
             }
         }
         assert_eq!(fair_share(50, 0), 50, "no live worker counted: this one takes all");
+    }
+
+    #[test]
+    fn only_a_gone_process_on_this_machine_is_provably_dead() {
+        let host = whoami::hostname().unwrap();
+        // Pids are below 2^22 on Linux; this one cannot exist.
+        assert!(provably_dead(&format!("{host}:4194999:abcd")));
+        assert!(!provably_dead(&format!("{host}:{}:abcd", std::process::id())), "this process");
+        assert!(!provably_dead(&format!("{host}:1:abcd")), "init is alive");
+        assert!(!provably_dead("elsewhere.example:4194999:abcd"), "another machine: cannot tell");
+        assert!(!provably_dead("garbage"));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
         ),
         CustomerStatus::Active => {}
     }
-    if c.stalled || c.last_error.is_some() {
+    if c.stalled || c.failure.is_some() {
         note(
             HealthState::Failing,
             "The last sync attempt failed; it is retried automatically and your partner can see why.".into(),

@@ -37,8 +37,8 @@ use std::time::Duration;
 pub use command::{Command, CommandReply};
 pub use fetch::RetryPolicy;
 pub use snapshot::{
-    BudgetView, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress, RunView,
-    TokenView,
+    BudgetView, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, FailureKind, RunFailure,
+    RunProgress, RunView, StateDbFailure, TokenView,
 };
 pub use supervisor::{Engine, EngineHandle, OnceOutcome};
 
@@ -59,6 +59,9 @@ pub enum SyncError {
     Vomo(#[source] VomoError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// VOMO's clock is not believable; nothing may move on its word.
+    #[error("{0}")]
+    Clock(#[from] clock::ClockError),
     #[error("a destination could not be prepared: {0}")]
     Destination(String),
     #[error("stopped")]
@@ -95,6 +98,12 @@ pub struct EngineConfig {
     pub deletion_guard_max: u64,
     /// How long an offboarded customer's state is kept.
     pub offboard_retention: Duration,
+    /// VOMO's `Date` is believed only this close to this machine's clock.
+    pub max_clock_skew: Duration,
+    /// Allows plain `http://` VOMO URLs off loopback.
+    pub allow_insecure_http: bool,
+    /// What outbound destinations (webhooks, CRMs) may reach.
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 impl EngineConfig {
@@ -104,6 +113,7 @@ impl EngineConfig {
             client: ClientSettings {
                 connect_timeout: config.vomo.connect_timeout,
                 request_timeout: config.vomo.request_timeout,
+                max_body: config.vomo.max_body,
             },
             settle: sync.settle,
             max_concurrent_backfills: sync.max_concurrent_backfills,
@@ -120,6 +130,11 @@ impl EngineConfig {
             deletion_guard_share: sync.deletion_guard_share,
             deletion_guard_max: sync.deletion_guard_max,
             offboard_retention: sync.offboard_retention,
+            max_clock_skew: sync.max_clock_skew,
+            allow_insecure_http: config.vomo.allow_insecure_http,
+            // The config validated the entries already.
+            outbound: crate::outbound::OutboundPolicy::from_entries(&config.dest.allow_private_hosts)
+                .unwrap_or_default(),
         }
     }
 }

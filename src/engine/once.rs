@@ -9,7 +9,9 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::EventLevel;
 use super::dlq_retry::Selection;
+use super::fleet::{LeaseAttempt, acquire_lease};
 use super::supervisor::{OnceOutcome, Shared};
 use super::sync::Live;
 use super::worker::advancing_run;
@@ -49,14 +51,26 @@ impl OnceRun {
                 continue;
             }
             let owner = &shared.config.owner;
-            let expiry = Utc::now() + chrono::Duration::from_std(shared.config.lease_ttl).unwrap_or_default();
-            if !shared.store.acquire_lease(customer.id, owner, Utc::now(), expiry).await? {
-                run.finished.push(OnceOutcome {
-                    customer: customer.name.clone(),
-                    result: Ok(None),
-                    note: Some("skipped: another process holds its lease".into()),
-                });
-                continue;
+            match acquire_lease(&shared.store, &customer, owner, shared.config.lease_ttl).await? {
+                LeaseAttempt::Acquired => {}
+                LeaseAttempt::TakenOver { from } => shared.event(
+                    Some(&customer.name),
+                    EventLevel::Warn,
+                    format!("took over the lease of {from}, which is gone (no such process on this machine)"),
+                ),
+                LeaseAttempt::Held { holder, expires_at } => {
+                    let left = (expires_at - Utc::now()).num_seconds().max(0);
+                    run.finished.push(OnceOutcome {
+                        customer: customer.name.clone(),
+                        result: Ok(None),
+                        note: Some(format!(
+                            "skipped: {holder} holds its lease (it expires in {left} s unless renewed); \
+                             nothing was read"
+                        )),
+                        skipped: true,
+                    });
+                    continue;
+                }
             }
             let live = Arc::new(Live::default());
             run.lives.push((customer.name.clone(), Arc::clone(&live)));
@@ -91,6 +105,7 @@ impl OnceRun {
                     customer: "?".into(),
                     result: Err(format!("task failed: {e}")),
                     note: None,
+                    skipped: false,
                 });
                 true
             }
@@ -121,6 +136,9 @@ async fn one_customer(
     }
     .await;
     let _ = shared.store.release_lease(customer.id, &shared.config.owner).await;
-    let note = matches!(result, Ok(None)).then(|| "skipped: outside the backfill hours".to_owned());
-    OnceOutcome { customer: name, result: result.map_err(|e| e.to_string()), note }
+    let skipped = matches!(result, Ok(None));
+    let note = skipped.then(|| "skipped: outside the backfill hours (sync.backfill_hours)".to_owned());
+    // The recorded failure says more (where the checkpoint stays).
+    let result = result.map_err(|e| live.failure().map_or_else(|| e.to_string(), |f| f.message));
+    OnceOutcome { customer: name, result, note, skipped }
 }

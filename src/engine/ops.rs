@@ -19,7 +19,7 @@ use super::sync::Live;
 use super::sync::{Mode, RunReport};
 use super::{EngineConfig, SyncError};
 use crate::dest::{Destination, DestinationSpec, default_names};
-use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, RunKind, VomoUserId, epoch};
+use crate::domain::{ApiToken, CustomerSettings, CustomerStatus, RunKind, VomoUserId};
 use crate::store::{
     AuditEntry, Customer, DlqEntry, DlqId, NewCustomer, NewDestination, RunId, Store, StoreError,
 };
@@ -143,7 +143,8 @@ impl Ops {
         self.validate_token(&request.vomo_url, &request.token).await?;
         let names = default_names(&request.destinations);
         for (name, spec) in names.iter().zip(&request.destinations) {
-            check_destination(name, spec, &self.shared.http, &request.settings.writeback_fields).await?;
+            let context = (&self.shared.http, &self.shared.config.outbound);
+            check_destination(name, spec, context, &request.settings.writeback_fields).await?;
         }
         let destinations: Vec<NewDestination> = names
             .iter()
@@ -199,17 +200,41 @@ impl Ops {
         self.onboard(&request, actor).await.map(drop)
     }
 
-    /// One cheap VOMO call: a filter no user can match.
+    /// One cheap VOMO call (a filter no user can match), retried like the
+    /// engine retries (a dropped connection, a 5xx or a timeout is no
+    /// reason to turn a customer away), whose `Date` must be believable.
     async fn validate_token(&self, vomo_url: &str, token: &ApiToken) -> Result<(), OpsError> {
-        let client = VomoClient::new(self.shared.http.clone(), vomo_url, token).map_err(OpsError::Vomo)?;
+        let config = &self.shared.config;
+        crate::vomo::check_transport(vomo_url, config.allow_insecure_http).map_err(OpsError::Vomo)?;
+        let client = VomoClient::new(self.shared.http.clone(), vomo_url, token)
+            .map_err(OpsError::Vomo)?
+            .with_max_body(config.client.max_body);
         let far_future = Utc::now() + chrono::Duration::days(365 * 50);
         let filter = UserFilter { updated_after: Some(far_future), ..UserFilter::default() };
-        match client.list_users(&filter, 1).await {
-            Ok(_) => Ok(()),
-            Err(VomoError::Unauthorized { .. }) => Err(OpsError::TokenRejected),
-            Err(VomoError::Forbidden { .. }) => Err(OpsError::TokenForbidden),
-            Err(e) => Err(OpsError::Vomo(e)),
-        }
+        let mut attempt = 0;
+        let page = loop {
+            let error = match client.list_users(&filter, 1).await {
+                Ok(page) => break page,
+                Err(VomoError::Unauthorized { .. }) => return Err(OpsError::TokenRejected),
+                Err(VomoError::Forbidden { .. }) => return Err(OpsError::TokenForbidden),
+                Err(e) if !e.is_retryable() || attempt >= config.request_retry.retries => {
+                    return Err(OpsError::Vomo(e));
+                }
+                Err(e) => e,
+            };
+            attempt += 1;
+            let wait = match &error {
+                VomoError::RateLimited { retry_after: Some(wait), .. } => *wait,
+                _ => config.request_retry.backoff(attempt),
+            };
+            tracing::warn!(error = %error, attempt, wait_ms = wait.as_millis() as u64, "validating the token failed; retrying");
+            tokio::time::sleep(wait).await;
+        };
+        self.shared.clocks.for_url(vomo_url).observe(page.server_time).map_err(|e| {
+            OpsError::Invalid(format!(
+                "VOMO answered, but its clock cannot be trusted: {e}; nothing was stored"
+            ))
+        })
     }
 
     /// Replaces a customer's token after validating it; a stopped customer
@@ -551,12 +576,13 @@ fn audit(actor: &str, customer: &str, action: &str, detail: String, result: &str
 pub async fn check_destination(
     name: &str,
     spec: &DestinationSpec,
-    http: &reqwest::Client,
+    (http, outbound): (&reqwest::Client, &crate::outbound::OutboundPolicy),
     owned: &[String],
 ) -> Result<(), OpsError> {
     let fail =
         |reason: String| OpsError::Destination { name: name.to_owned(), shown: spec.display(), reason };
-    let destination = Destination::connect(name, spec, http, owned).await.map_err(|e| fail(e.message))?;
+    let destination =
+        Destination::connect(name, spec, http, outbound, owned).await.map_err(|e| fail(e.message))?;
     let checked = destination.check().await;
     destination.close().await;
     checked.map_err(|e| fail(e.message))
@@ -584,15 +610,18 @@ fn validate_writeback(fields: &[String], destinations: &[DestinationSpec]) -> Re
 }
 
 /// Names are used in commands, logs and file names: keep them plain.
-fn validate_name(name: &str) -> Result<(), OpsError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
+/// A customer name is a safe path segment (file names of the demo, the
+/// health URL `/customers/NAME/health`): 1-64 ASCII letters, digits, `-`,
+/// `_` or `.`, starting with a letter or digit — so never `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), OpsError> {
+    let ok = name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
         Err(OpsError::Invalid(format!(
-            "invalid customer name {name:?}: use 1-64 letters, digits, '-', '_' or '.'"
+            "invalid customer name {name:?}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
         )))
     }
 }
@@ -600,8 +629,8 @@ fn validate_name(name: &str) -> Result<(), OpsError> {
 /// Where a paused or stopped customer goes back to: backfilling until its
 /// first window completes, else active.
 async fn resumed_status(store: &Store, customer: &Customer) -> Result<CustomerStatus, StoreError> {
-    let checkpoint = store.load_checkpoint(customer.id).await?;
-    Ok(if checkpoint.watermark == epoch() { CustomerStatus::Backfilling } else { CustomerStatus::Active })
+    let done = store.backfill_completed(customer.id).await?;
+    Ok(if done { CustomerStatus::Active } else { CustomerStatus::Backfilling })
 }
 
 /// The status after pausing (`true`) or resuming, or why it is not allowed.

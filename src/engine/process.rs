@@ -23,6 +23,7 @@ use super::fetch::RetryPolicy;
 use crate::dest::{DestError, Destination};
 use crate::domain::{Change, ChangeKind, ContentHash, User, VomoUserId};
 use crate::store::{CustomerId, Mapping, MappingWrite, NewDlqEntry, Store};
+use crate::vomo::MalformedUser;
 
 /// Users gathered before a flush (about ten pages).
 pub const FLUSH_USERS: usize = 1500;
@@ -113,8 +114,13 @@ pub struct Sink {
     batches: Arc<Batches>,
     counters: Arc<Counters>,
     buffer: Vec<User>,
+    /// Listed users that could not be read, parked with the next batch.
+    unreadable: Vec<MalformedUser>,
     in_flight: Option<tokio::task::JoinHandle<Result<(), SyncError>>>,
 }
+
+/// The DLQ kind of a user VOMO listed but whose record could not be read.
+pub const UNREADABLE_KIND: &str = "user.unreadable";
 
 /// Processes batches; shared with the task of the batch in flight.
 struct Batches {
@@ -145,7 +151,13 @@ impl Sink {
             dlq_keys: std::sync::Mutex::new(dlq_keys),
             seen: std::sync::Mutex::new(HashSet::new()),
         });
-        Ok(Self { batches, counters, buffer: Vec::with_capacity(FLUSH_USERS + 15), in_flight: None })
+        Ok(Self {
+            batches,
+            counters,
+            buffer: Vec::with_capacity(FLUSH_USERS + 15),
+            unreadable: Vec::new(),
+            in_flight: None,
+        })
     }
 
     /// Ids of every user seen so far (with `collect_seen`), after waiting
@@ -176,14 +188,25 @@ impl Sink {
         Ok(())
     }
 
+    /// Adds listed users whose records could not be read: they go to the
+    /// DLQ (permanent, with the reason) before the checkpoint can pass them.
+    pub fn push_unreadable(&mut self, users: Vec<MalformedUser>) {
+        Counters::add(&self.counters.users_seen, users.len() as u64);
+        self.unreadable.extend(users);
+    }
+
     /// Starts a batch of what has gathered, once the batch before it has
     /// committed; with `advance_to`, the checkpoint moves there in the
     /// batch's transaction. Call [`Sink::finish`] to wait for it.
     pub async fn flush(&mut self, advance_to: Option<DateTime<Utc>>) -> Result<(), SyncError> {
         self.finish().await?;
         let users = std::mem::take(&mut self.buffer);
+        let unreadable = std::mem::take(&mut self.unreadable);
         let batches = Arc::clone(&self.batches);
-        self.in_flight = Some(tokio::spawn(async move { batches.process(users, advance_to).await }));
+        self.in_flight = Some(tokio::spawn(async move {
+            batches.park_unreadable(&unreadable).await?;
+            batches.process(users, advance_to).await
+        }));
         Ok(())
     }
 
@@ -199,6 +222,42 @@ impl Sink {
 }
 
 impl Batches {
+    /// Parks each unreadable user for every destination, as permanent: an
+    /// operator's retry reads the user again (`dlq_retry`), and a newer
+    /// version read later supersedes the entry.
+    async fn park_unreadable(&self, users: &[MalformedUser]) -> Result<(), SyncError> {
+        if self.options.collect_seen {
+            // Listed, so not gone: a full scan must not take them for deleted.
+            locked(&self.seen).extend(users.iter().map(|u| u.id));
+        }
+        if users.is_empty() || self.options.dry_run {
+            return Ok(());
+        }
+        let target = &self.target;
+        for user in users {
+            let payload = serde_json::json!({ "unreadable": { "id": user.id, "reason": user.reason, "raw": user.raw } });
+            for destination in target.destinations.iter() {
+                let entry = NewDlqEntry {
+                    vomo_user_id: user.id,
+                    destination: destination.name().to_owned(),
+                    change_kind: UNREADABLE_KIND.to_owned(),
+                    payload: payload.to_string(),
+                    content_hash: ContentHash::of_bytes(user.raw.as_bytes()),
+                    vomo_updated_at: user.updated_at.unwrap_or_else(crate::domain::epoch),
+                    class: crate::domain::FailureClass::Permanent,
+                    message: format!("VOMO sent a record that cannot be read: {}", user.reason),
+                    next_retry_at: None,
+                };
+                target.store.park_in_dlq(target.customer_id, &entry).await?;
+                locked(&self.dlq_keys).insert((destination.name().to_owned(), user.id));
+                Counters::add(&self.counters.dlq_parked, 1);
+            }
+            tracing::warn!(customer = %target.customer, user = user.id, reason = %user.reason,
+                "VOMO listed a user whose record cannot be read; parked in the DLQ");
+        }
+        Ok(())
+    }
+
     async fn process(&self, users: Vec<User>, advance_to: Option<DateTime<Utc>>) -> Result<(), SyncError> {
         let users = newest_per_user(users);
         if self.options.collect_seen {

@@ -18,6 +18,49 @@ pub struct EngineSnapshot {
     /// This process's lease owner id.
     pub owner: String,
     pub customers: Vec<CustomerSnapshot>,
+    /// The supervisor cannot read or write the state DB (reload,
+    /// heartbeat): since when, and the last error.
+    pub state_db_failing: Option<StateDbFailure>,
+}
+
+/// Snapshots come about once a second; one this old means the engine is
+/// stuck (waiting on its state DB), and what it shows may not be true.
+const STALE_SNAPSHOT_SECS: i64 = 30;
+
+/// The state DB failing the supervisor's own reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateDbFailure {
+    pub since: DateTime<Utc>,
+    pub message: String,
+}
+
+impl EngineSnapshot {
+    /// Why this process is not ready to be trusted with its customers,
+    /// if it is not: the state DB fails the supervisor, or a customer's
+    /// runs keep failing on it (two in a row), or a run is stalled.
+    pub fn not_ready(&self) -> Option<String> {
+        let age = self.at.map(|at| (Utc::now() - at).num_seconds());
+        if let Some(age) = age.filter(|age| *age > STALE_SNAPSHOT_SECS) {
+            return Some(format!("the engine has published nothing for {age} s (blocked on the state DB?)"));
+        }
+        if let Some(failure) = &self.state_db_failing {
+            return Some(format!("state DB failing: {}", failure.message));
+        }
+        let failing: Vec<&str> = self
+            .customers
+            .iter()
+            .filter(|c| {
+                c.failure.as_ref().is_some_and(|f| f.kind == FailureKind::StateDb && f.consecutive >= 2)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        if !failing.is_empty() {
+            return Some(format!("state DB failing the runs of: {}", failing.join(", ")));
+        }
+        let stalled: Vec<&str> =
+            self.customers.iter().filter(|c| c.stalled).map(|c| c.name.as_str()).collect();
+        (!stalled.is_empty()).then(|| format!("stalled: {}", stalled.join(", ")))
+    }
 }
 
 impl EngineSnapshot {
@@ -37,6 +80,11 @@ pub struct CustomerSnapshot {
     pub watermark: DateTime<Utc>,
     /// How far the checkpoint trails VOMO's clock, in seconds.
     pub lag_secs: i64,
+    /// How far the checkpoint stands ahead of VOMO's clock (or, without
+    /// it, of this machine's beyond the allowed skew), in seconds: a
+    /// checkpoint in the future hides every later edit; the next run
+    /// repairs it.
+    pub checkpoint_ahead_secs: Option<i64>,
     pub in_flight: Option<Window>,
     /// Mapped users not marked deleted.
     pub users_synced: i64,
@@ -50,7 +98,8 @@ pub struct CustomerSnapshot {
     pub background: Option<RunProgress>,
     pub last_runs: Vec<RunView>,
     pub next_poll_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
+    /// The runs' current failure streak, if they are failing.
+    pub failure: Option<RunFailure>,
     /// True when this process holds the customer's lease and works on it.
     pub owned_here: bool,
     /// The process holding the customer's lease (`host:pid:tag`), if any.
@@ -125,6 +174,64 @@ pub struct RunView {
     pub message: Option<String>,
 }
 
+/// What kind of trouble stops a customer's runs: each needs a different
+/// hand (a new token, NTP, the state DB's disk, the destination, VOMO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// VOMO refused the token (401/403).
+    Token,
+    /// VOMO's `Date` was not believable.
+    VomoClock,
+    /// VOMO failed or answered nonsense.
+    Vomo,
+    /// The state DB could not be read or written.
+    StateDb,
+    /// A destination could not be prepared.
+    Destination,
+    Internal,
+}
+
+impl FailureKind {
+    pub fn of(error: &super::SyncError) -> Option<Self> {
+        use super::SyncError as E;
+        Some(match error {
+            E::TokenRejected(_) | E::Forbidden(_) => Self::Token,
+            E::Clock(_) => Self::VomoClock,
+            E::Vomo(_) => Self::Vomo,
+            E::Store(crate::store::StoreError::LeaseLost { .. }) => Self::Internal,
+            E::Store(_) => Self::StateDb,
+            E::Destination(_) => Self::Destination,
+            E::Internal(_) => Self::Internal,
+            E::Cancelled => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::VomoClock => "vomo_clock",
+            Self::Vomo => "vomo",
+            Self::StateDb => "state_db",
+            Self::Destination => "destination",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A customer's runs failing: since when, how often in a row, the last
+/// message and run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFailure {
+    pub kind: FailureKind,
+    pub message: String,
+    /// The first failure of this streak.
+    pub since: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub consecutive: u32,
+    pub run_id: Option<crate::store::RunId>,
+}
+
 /// How much an event matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,7 +266,7 @@ pub struct LiveFigures {
     pub current: Option<RunProgress>,
     pub background: Option<RunProgress>,
     pub next_poll_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
+    pub failure: Option<RunFailure>,
     pub stalled: bool,
     pub requests_total: u64,
 }
@@ -190,11 +297,15 @@ impl LiveFigures {
             stalled: current.is_some() && live.last_progress().is_some_and(|at| at.elapsed() > stall_after),
             current,
             next_poll_at: live.next_poll_at(),
-            last_error: live.last_error(),
+            failure: live.failure(),
             requests_total: live.requests_total.load(Ordering::Relaxed),
         }
     }
 }
+
+/// How far this machine's clock may be from VOMO's when VOMO's is not known
+/// (the default `sync.max_clock_skew`; a checkpoint beyond it is surely wrong).
+const MAX_LOCAL_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Who holds a customer, as a snapshot shows it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -215,6 +326,9 @@ pub(super) fn build_customer(
 ) -> CustomerSnapshot {
     let watermark = overview.and_then(|o| o.watermark).unwrap_or_else(crate::domain::epoch);
     let now = server_now.unwrap_or_else(Utc::now);
+    // Without VOMO's clock, this machine's may differ from it by the skew.
+    let margin = if server_now.is_some() { chrono::Duration::zero() } else { MAX_LOCAL_SKEW };
+    let ahead = watermark - (now + margin);
     let idle = LiveFigures::default();
     let live = live.unwrap_or(&idle);
     let budget = live.budget.unwrap_or(BudgetView {
@@ -229,6 +343,7 @@ pub(super) fn build_customer(
         vomo_url: customer.vomo_url.clone(),
         watermark,
         lag_secs: (now - watermark).num_seconds().max(0),
+        checkpoint_ahead_secs: (ahead > chrono::Duration::zero()).then(|| (watermark - now).num_seconds()),
         in_flight: overview.and_then(|o| o.in_flight),
         users_synced,
         throughput_per_min: live.throughput_per_min,
@@ -261,7 +376,7 @@ pub(super) fn build_customer(
                 .collect()
         }),
         next_poll_at: live.next_poll_at,
-        last_error: live.last_error.clone(),
+        failure: live.failure.clone(),
         owned_here: holder.here,
         owner: holder.owner.map(str::to_owned),
         stalled: live.stalled,

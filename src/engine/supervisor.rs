@@ -25,7 +25,9 @@ use super::command::{Command, CommandReply};
 use super::dlq_retry::Selection;
 use super::fleet::{self, Fleet, Holding};
 use super::process::DeliveryTarget;
-use super::snapshot::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel, Holder, LiveFigures};
+use super::snapshot::{
+    CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel, Holder, LiveFigures, StateDbFailure,
+};
 use super::sync::{CustomerRuntime, Live, RunReport};
 use super::worker::{self, Job, WorkerEnd, WorkerMsg};
 use super::{EngineConfig, Role, SyncError, queue};
@@ -64,12 +66,13 @@ impl Shared {
     pub fn new(store: Store, config: EngineConfig) -> Result<Arc<Self>, SyncError> {
         let http = http_pool(config.client).map_err(SyncError::Vomo)?;
         let (events, _) = broadcast::channel(1024);
+        let max_clock_skew = config.max_clock_skew;
         Ok(Arc::new(Self {
             store,
             http,
             backfill_slots: Arc::new(Semaphore::new(config.max_concurrent_backfills)),
             config: Arc::new(config),
-            clocks: Clocks::default(),
+            clocks: Clocks::new(max_clock_skew),
             budgets: Mutex::new(HashMap::new()),
             events,
         }))
@@ -113,16 +116,24 @@ impl Shared {
         let token = self.store.load_token(customer).await?.ok_or_else(|| {
             SyncError::Destination(format!("customer {} has no token (offboarded?)", customer.name))
         })?;
-        let client =
-            VomoClient::new(self.http.clone(), &customer.vomo_url, &token).map_err(SyncError::Vomo)?;
+        crate::vomo::check_transport(&customer.vomo_url, self.config.allow_insecure_http)
+            .map_err(SyncError::Vomo)?;
+        let client = VomoClient::new(self.http.clone(), &customer.vomo_url, &token)
+            .map_err(SyncError::Vomo)?
+            .with_max_body(self.config.client.max_body);
         let mut destinations = Vec::new();
         for record in self.store.destinations(customer).await? {
             let text = record.secret.as_deref().unwrap_or(&record.config);
             let spec = DestinationSpec::parse(text).map_err(|e| SyncError::Destination(e.to_string()))?;
-            let destination =
-                Destination::connect(&record.name, &spec, &self.http, &customer.settings.writeback_fields)
-                    .await
-                    .map_err(|e| SyncError::Destination(format!("{}: {e}", record.name)))?;
+            let destination = Destination::connect(
+                &record.name,
+                &spec,
+                &self.http,
+                &self.config.outbound,
+                &customer.settings.writeback_fields,
+            )
+            .await
+            .map_err(|e| SyncError::Destination(format!("{}: {e}", record.name)))?;
             destinations.push(destination);
         }
         Ok(CustomerRuntime {
@@ -239,6 +250,7 @@ impl Engine {
             synced_at: None,
             synced_activity: 0,
             snapshot_tx,
+            state_db_failing: None,
         };
         // Be seen before taking customers, so instances starting together
         // count each other in their fair shares.
@@ -282,6 +294,8 @@ struct Supervisor {
     synced_at: Option<std::time::Instant>,
     synced_activity: u64,
     snapshot_tx: watch::Sender<Arc<EngineSnapshot>>,
+    /// Set while the supervisor's own state DB reads or writes fail.
+    state_db_failing: Option<StateDbFailure>,
 }
 
 impl Supervisor {
@@ -324,6 +338,7 @@ impl Supervisor {
     async fn reconcile(&mut self) {
         if let Err(e) = self.refresh().await {
             self.shared.event(None, EventLevel::Error, format!("cannot read the state DB: {e}"));
+            self.state_db_trouble(Some(e.to_string()));
             return;
         }
         self.renew_all().await;
@@ -424,18 +439,36 @@ impl Supervisor {
         tracing::info!(excess, share, "gave customers back for other instances to take");
     }
 
+    /// Notes the state DB failing (or working again) for the snapshot.
+    fn state_db_trouble(&mut self, error: Option<String>) {
+        let was_failing = self.state_db_failing.is_some();
+        self.state_db_failing = error.map(|message| StateDbFailure {
+            since: self.state_db_failing.as_ref().map_or_else(Utc::now, |f| f.since),
+            message,
+        });
+        // Said at once: the next scheduled snapshot may wait for the DB.
+        if was_failing != self.state_db_failing.is_some() {
+            self.publish();
+        }
+    }
+
     /// Writes this process's heartbeat row with its customers' live figures.
-    async fn heartbeat(&self) {
+    async fn heartbeat(&mut self) {
         let figures = self
             .customers
             .iter()
             .filter(|c| self.workers.contains_key(&c.id))
             .map(|c| (c.name.clone(), self.live_figures(c.id)))
             .collect();
-        let config = &self.shared.config;
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
         let row = fleet::heartbeat_row(&config.owner, config.role, self.started_at, Utc::now(), figures);
-        if let Err(e) = self.shared.store.heartbeat_instance(&row).await {
-            tracing::warn!(error = %e, "cannot write the heartbeat row");
+        match self.shared.store.heartbeat_instance(&row).await {
+            Ok(()) => self.state_db_trouble(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the heartbeat row");
+                self.state_db_trouble(Some(format!("cannot write the heartbeat row: {e}")));
+            }
         }
         // Commands claimed by processes that died will never be answered:
         // say so, so their issuers stop waiting.
@@ -528,15 +561,15 @@ impl Supervisor {
     }
 
     async fn spawn(&mut self, customer: &Customer, signature: String) {
-        let owner = &self.shared.config.owner;
-        match self
-            .shared
-            .store
-            .acquire_lease(customer.id, owner, Utc::now(), self.shared.lease_expiry())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return, // another process runs this customer
+        let config = &self.shared.config;
+        match fleet::acquire_lease(&self.shared.store, customer, &config.owner, config.lease_ttl).await {
+            Ok(fleet::LeaseAttempt::Acquired) => {}
+            Ok(fleet::LeaseAttempt::TakenOver { from }) => self.shared.event(
+                Some(&customer.name),
+                EventLevel::Warn,
+                format!("took over the lease of {from}, which is gone (no such process on this machine)"),
+            ),
+            Ok(fleet::LeaseAttempt::Held { .. }) => return, // another process runs this customer
             Err(e) => {
                 self.shared.event(
                     Some(&customer.name),
@@ -781,7 +814,12 @@ impl Supervisor {
                 )
             })
             .collect::<Vec<CustomerSnapshot>>();
-        let snapshot = EngineSnapshot { at: Some(Utc::now()), owner: me.to_owned(), customers };
+        let snapshot = EngineSnapshot {
+            at: Some(Utc::now()),
+            owner: me.to_owned(),
+            customers,
+            state_db_failing: self.state_db_failing.clone(),
+        };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
     }
 }
@@ -815,4 +853,7 @@ pub struct OnceOutcome {
     pub customer: String,
     pub result: Result<Option<RunReport>, String>,
     pub note: Option<String>,
+    /// Nothing was done for the customer (its lease is held elsewhere, or
+    /// its backfill may not start at this hour).
+    pub skipped: bool,
 }

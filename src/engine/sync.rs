@@ -17,7 +17,7 @@ use super::budget::{Budget, Priority};
 use super::clock::ServerClock;
 use super::fetch::Fetcher;
 use super::process::{Counters, DeliveryTarget, Sink, SinkOptions};
-use super::snapshot::{EngineEvent, EventLevel};
+use super::snapshot::{EngineEvent, EventLevel, FailureKind, RunFailure};
 use super::window::{Progress, WalkSummary, Walker};
 use super::{EngineConfig, SyncError};
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window, epoch, whole_second};
@@ -63,7 +63,10 @@ pub struct Live {
     pub users_total: AtomicU64,
     /// Chunk sizing the walker learned (kept between runs).
     pub sizer: std::sync::Mutex<super::window::ChunkSizer>,
-    pub last_error: std::sync::Mutex<Option<String>>,
+    /// Set once the customer's backfill has completed (it never un-completes).
+    pub backfill_done: std::sync::atomic::AtomicBool,
+    /// The failure streak of the runs (cleared by a successful run).
+    pub failure: std::sync::Mutex<Option<RunFailure>>,
     pub next_poll_at: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// When the current run last made progress (for stall detection).
     pub last_progress: std::sync::Mutex<Option<Instant>>,
@@ -83,12 +86,24 @@ impl Live {
         *locked(&self.current)
     }
 
-    pub fn last_error(&self) -> Option<String> {
-        locked(&self.last_error).clone()
+    pub fn failure(&self) -> Option<RunFailure> {
+        locked(&self.failure).clone()
     }
 
-    pub fn set_error(&self, error: Option<String>) {
-        *locked(&self.last_error) = error;
+    /// Records a failed run (or a failed start): the streak grows, and
+    /// keeps the time it began.
+    pub fn record_failure(&self, kind: FailureKind, message: String, run_id: Option<crate::store::RunId>) {
+        let mut failure = locked(&self.failure);
+        let now = Utc::now();
+        let (since, consecutive) = match failure.as_ref() {
+            Some(f) => (f.since, f.consecutive.saturating_add(1)),
+            None => (now, 1),
+        };
+        *failure = Some(RunFailure { kind, message, since, last_at: now, consecutive, run_id });
+    }
+
+    pub fn clear_failure(&self) {
+        *locked(&self.failure) = None;
     }
 
     pub fn next_poll_at(&self) -> Option<DateTime<Utc>> {
@@ -224,18 +239,39 @@ pub(super) struct Walked {
 }
 
 impl CustomerRuntime {
+    /// Logs and broadcasts something this customer's work did or saw.
     pub fn event(&self, level: EventLevel, message: impl Into<String>) {
+        self.run_event(level, None, message);
+    }
+
+    /// [`Self::event`] naming the run it is about, in the log's fields.
+    pub fn run_event(&self, level: EventLevel, run: Option<crate::store::RunId>, message: impl Into<String>) {
+        let event = EngineEvent::new(Some(&self.customer.name), level, message);
+        let (customer, message) = (self.customer.name.as_str(), event.message.as_str());
+        match level {
+            EventLevel::Info => tracing::info!(customer, run, "{message}"),
+            EventLevel::Warn => tracing::warn!(customer, run, "{message}"),
+            EventLevel::Error => tracing::error!(customer, run, "{message}"),
+        }
         // No receivers is normal (headless without a console).
-        let _ = self.events.send(EngineEvent::new(Some(&self.customer.name), level, message));
+        let _ = self.events.send(event);
     }
 
-    /// The kind of an advancing run now: backfill until the first completes.
+    /// The kind of an advancing run now: backfill until one has completed
+    /// (however many runs it takes: a backfill resumed after a crash is
+    /// still a backfill), polls after.
     pub async fn advancing_kind(&self) -> Result<RunKind, SyncError> {
-        let checkpoint = self.target.store.load_checkpoint(self.customer.id).await?;
-        Ok(if checkpoint.watermark == epoch() { RunKind::Backfill } else { RunKind::Poll })
+        if self.live.backfill_done.load(Ordering::Relaxed) {
+            return Ok(RunKind::Poll);
+        }
+        let done = self.target.store.backfill_completed(self.customer.id).await?;
+        self.live.backfill_done.store(done, Ordering::Relaxed);
+        Ok(if done { RunKind::Poll } else { RunKind::Backfill })
     }
 
-    /// Runs one sync and records it (run row, live figures, events).
+    /// Runs one sync and records it (run row, live figures, events). A run
+    /// that cannot even be recorded (the state DB is failing) is still
+    /// announced and counted as failed, so the streak and its backoff see it.
     pub async fn run(
         &self,
         kind: RunKind,
@@ -246,7 +282,10 @@ impl CustomerRuntime {
         let run_id = if mode.dry_run() {
             None
         } else {
-            Some(store.start_run(self.customer.id, kind, self.target.lease_owner.as_deref()).await?)
+            match store.start_run(self.customer.id, kind, self.target.lease_owner.as_deref()).await {
+                Ok(id) => Some(id),
+                Err(e) => return Err(self.after_failure(kind, None, SyncError::Store(e)).await),
+            }
         };
         let fetcher = Fetcher::new(
             self.client.clone(),
@@ -255,7 +294,7 @@ impl CustomerRuntime {
             self.config.request_retry,
             cancel.child_token(),
         );
-        self.begin(kind);
+        self.begin(kind, run_id);
         let counters = Arc::new(Counters::default());
         let result = self.walk(kind, mode, run_id, &fetcher, Arc::clone(&counters)).await;
         let causes = matches!(mode, Mode::Reconcile | Mode::FullScan { .. });
@@ -276,16 +315,59 @@ impl CustomerRuntime {
             Err(SyncError::Cancelled) => {
                 (RunOutcome::Aborted, Some("stopped before the window was complete".to_owned()))
             }
-            Err(e) => (RunOutcome::Failed, Some(e.to_string())),
+            Err(e) => (RunOutcome::Failed, Some(self.failure_text(e).await)),
         };
+        let mut result = result;
         if let Some(id) = run_id {
             let requests = i64::try_from(report.requests).unwrap_or(i64::MAX);
-            store.finish_run(id, outcome, &report.counts, requests, message.as_deref()).await?;
+            if let Err(e) = store.finish_run(id, outcome, &report.counts, requests, message.as_deref()).await
+            {
+                // Its work is done (or failed) all the same; a success that
+                // cannot be recorded counts as a failure of the state DB.
+                if result.is_ok() {
+                    result = Err(SyncError::Store(e));
+                } else {
+                    tracing::error!(customer = %self.customer.name, run = id, error = %e, "cannot record the run's end");
+                }
+            }
         }
         self.end(&report);
         match result {
-            Ok(_) => self.after_success(kind, mode, &report).await.map(|()| report),
-            Err(e) => Err(self.after_failure(e).await),
+            Ok(_) => match self.after_success(kind, mode, &report).await {
+                Ok(()) => Ok(report),
+                Err(e) => Err(self.after_failure(kind, run_id, e).await),
+            },
+            Err(e) => Err(self.after_failure(kind, run_id, e).await),
+        }
+    }
+
+    /// Records a failure of `what` (a run, or the work before one) in the
+    /// live figures and logs it with the customer, the run and the cause:
+    /// no failure is silent, whether or not a run could be recorded.
+    pub async fn note_failure(
+        &self,
+        what: &str,
+        run_id: Option<crate::store::RunId>,
+        error: SyncError,
+    ) -> SyncError {
+        let Some(failure) = FailureKind::of(&error) else { return error };
+        let text = self.failure_text(&error).await;
+        self.live.record_failure(failure, text.clone(), run_id);
+        self.run_event(EventLevel::Error, run_id, format!("{what} failed: {text}"));
+        error
+    }
+
+    /// A failed run in words, with where the checkpoint stays.
+    async fn failure_text(&self, error: &SyncError) -> String {
+        if matches!(error, SyncError::TokenRejected(_) | SyncError::Forbidden(_)) {
+            return error.to_string();
+        }
+        match self.target.store.load_checkpoint(self.customer.id).await {
+            Ok(checkpoint) => format!(
+                "{error}; checkpoint kept at {}",
+                crate::domain::format_rfc3339(&checkpoint.watermark)
+            ),
+            Err(_) => error.to_string(),
         }
     }
 
@@ -341,7 +423,13 @@ impl CustomerRuntime {
             .max(chrono::Duration::seconds(1));
         let window = match mode {
             Mode::Advance => {
-                match self.open_read(fetcher, priority, checkpoint.watermark, settle, sink).await? {
+                let mut read = self.open_read(fetcher, priority, checkpoint.watermark, settle, sink).await?;
+                if matches!(read, OpenRead::Empty)
+                    && let Some(repaired) = self.repair_future_checkpoint(checkpoint.watermark).await?
+                {
+                    read = self.open_read(fetcher, priority, repaired, settle, sink).await?;
+                }
+                match read {
                     OpenRead::Empty => return Ok((None, WalkSummary::default())),
                     OpenRead::Done(window) => {
                         return Ok((Some(window), WalkSummary { chunks: 1, ..WalkSummary::default() }));
@@ -396,11 +484,12 @@ impl CustomerRuntime {
         let first = fetcher.list(priority, &open, 1).await?;
         let progress = &self.live.progress;
         progress.pages.fetch_add(1, Ordering::Relaxed);
-        let server_now = self.clock.now().unwrap_or_else(Utc::now);
+        let server_now = self.clock.now().ok_or(super::clock::ClockError::NoDate)?;
         let Some(window) = Window::new(watermark, whole_second(server_now - settle)) else {
             return Ok(OpenRead::Empty);
         };
-        let complete = first.last_page == 1 && first.users.len() as u64 == first.total;
+        let listed = (first.users.len() + first.malformed.len()) as u64;
+        let complete = first.last_page == 1 && listed == first.total;
         if !complete {
             // Processed, not thrown away; the walk of the window re-reads them
             // as unchanged.
@@ -408,21 +497,58 @@ impl CustomerRuntime {
             return Ok(OpenRead::Walk(window));
         }
         let users: Vec<_> = first.users.into_iter().filter(|u| u.updated_at <= window.to).collect();
-        progress.users.fetch_add(users.len() as u64, Ordering::Relaxed);
-        progress.total.store(users.len() as u64, Ordering::Relaxed);
+        let unreadable: Vec<_> =
+            first.malformed.into_iter().filter(|u| u.updated_at.is_none_or(|at| at <= window.to)).collect();
+        progress.users.fetch_add((users.len() + unreadable.len()) as u64, Ordering::Relaxed);
+        progress.total.store((users.len() + unreadable.len()) as u64, Ordering::Relaxed);
+        sink.push_unreadable(unreadable);
         sink.push(users).await?;
         sink.flush(Some(window.to)).await?;
         Ok(OpenRead::Done(window))
     }
 
-    fn begin(&self, kind: RunKind) {
+    /// A checkpoint in VOMO's future (left by an older version, or by a
+    /// clock believed before it was bounded) would hide every later edit:
+    /// it goes back to the newest `updated_at` the mappings hold, audited.
+    /// Returns the repaired watermark, if it was repaired.
+    async fn repair_future_checkpoint(
+        &self,
+        watermark: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let Some(now) = self.clock.now() else { return Ok(None) };
+        if watermark <= whole_second(now) {
+            return Ok(None);
+        }
+        let store = &self.target.store;
+        let newest = store.newest_mapped_update(self.customer.id).await?.unwrap_or_else(epoch);
+        let to = newest.min(whole_second(now));
+        let detail = format!(
+            "checkpoint {} is ahead of VOMO's clock ({}); moved back to {}, the newest update synced",
+            crate::domain::format_rfc3339(&watermark),
+            crate::domain::format_rfc3339(&now),
+            crate::domain::format_rfc3339(&to)
+        );
+        let entry = AuditEntry {
+            at: Utc::now(),
+            actor: "engine".into(),
+            customer: Some(self.customer.name.clone()),
+            action: "checkpoint.repaired".into(),
+            detail: detail.clone(),
+            result: "ok".into(),
+        };
+        store.repair_checkpoint(self.customer.id, to, &entry).await?;
+        self.event(EventLevel::Warn, detail);
+        Ok(Some(to))
+    }
+
+    fn begin(&self, kind: RunKind, run_id: Option<crate::store::RunId>) {
         let progress = &self.live.progress;
         for counter in [&progress.pages, &progress.users, &progress.total] {
             counter.store(0, Ordering::Relaxed);
         }
         *locked(&self.live.current) = Some((kind, Utc::now()));
         *locked(&self.live.last_progress) = Some(Instant::now());
-        self.event(EventLevel::Info, format!("{kind} started"));
+        self.run_event(EventLevel::Info, run_id, format!("{kind} started"));
     }
 
     fn end(&self, report: &RunReport) {
@@ -434,7 +560,11 @@ impl CustomerRuntime {
     }
 
     async fn after_success(&self, kind: RunKind, mode: Mode, report: &RunReport) -> Result<(), SyncError> {
-        self.live.set_error(None);
+        self.live.clear_failure();
+        if mode == Mode::Advance {
+            // An advancing run that ends well has read up to VOMO's present.
+            self.live.backfill_done.store(true, Ordering::Relaxed);
+        }
         if report.needs_confirmation {
             self.event(
                 EventLevel::Warn,
@@ -447,8 +577,9 @@ impl CustomerRuntime {
             );
         }
         let count = |key: &str| report.counts.get(key).copied().unwrap_or(0);
-        self.event(
+        self.run_event(
             EventLevel::Info,
+            report.run_id,
             format!(
                 "{kind} done: {} users read, {} created, {} updated, {} deleted, {} to the DLQ, {} requests",
                 count("users_seen"),
@@ -467,25 +598,25 @@ impl CustomerRuntime {
         Ok(())
     }
 
-    /// Records a failed run; a token failure stops the customer.
-    async fn after_failure(&self, error: SyncError) -> SyncError {
-        let (state, status) = match &error {
-            SyncError::TokenRejected(_) => (TokenState::Rejected, CustomerStatus::TokenRejected),
-            SyncError::Forbidden(_) => (TokenState::Forbidden, CustomerStatus::TokenRejected),
-            SyncError::Cancelled => return error,
-            _ => {
-                self.live.set_error(Some(error.to_string()));
-                self.event(EventLevel::Error, format!("run failed: {error}"));
-                return error;
-            }
+    /// Records a failed run in the live figures and the log; a token
+    /// failure stops the customer.
+    async fn after_failure(
+        &self,
+        kind: RunKind,
+        run_id: Option<crate::store::RunId>,
+        error: SyncError,
+    ) -> SyncError {
+        let error = self.note_failure(&kind.to_string(), run_id, error).await;
+        let state = match &error {
+            SyncError::TokenRejected(_) => TokenState::Rejected,
+            SyncError::Forbidden(_) => TokenState::Forbidden,
+            _ => return error,
         };
-        self.live.set_error(Some(error.to_string()));
-        self.event(EventLevel::Error, error.to_string());
         let store = &self.target.store;
         let reason = error.to_string();
         let recorded = async {
             store.record_token_state(self.customer.id, state).await?;
-            store.set_customer_status(self.customer.id, status, Some(&reason)).await?;
+            store.set_customer_status(self.customer.id, CustomerStatus::TokenRejected, Some(&reason)).await?;
             store
                 .record_audit(&AuditEntry {
                     at: Utc::now(),

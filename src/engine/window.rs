@@ -35,9 +35,15 @@ use super::process::Sink;
 use crate::domain::Window;
 use crate::vomo::{PAGE_SIZE, UserFilter, UserPage};
 
-/// Walks of a one-second chunk in a row that add no id to the union of its
-/// walks before it is accepted unverified.
+/// Fewest walks of a one-second chunk in a row that add no id to the union
+/// of its walks before it is accepted unverified; more when the walks each
+/// see little of the second (see [`SecondUnion::give_up`]).
 const SINGLE_SECOND_TRIES: u32 = 4;
+/// ... and at most this many.
+const SINGLE_SECOND_MAX_TRIES: u32 = 40;
+/// The chance, left by the stalled walks, that a member was missed by all
+/// of them, below which the second is accepted.
+const SINGLE_SECOND_MISS: f64 = 1e-6;
 /// A probe this many times the target is split before walking.
 const TOO_BIG_FACTOR: u64 = 2;
 
@@ -217,6 +223,9 @@ struct SecondUnion {
     total: Option<u64>,
     /// Walks in a row that added nothing.
     stalled: u32,
+    /// Share of the second each walk saw, summed, and the walks counted.
+    seen_share: f64,
+    walks: u32,
 }
 
 impl SecondUnion {
@@ -232,8 +241,36 @@ impl SecondUnion {
                 self.total = total;
             }
         }
+        if let Some(total) = walk.stable_total.filter(|t| *t > 0) {
+            self.seen_share += (walk.seen.len() as f64 / total as f64).min(1.0);
+            self.walks += 1;
+        }
         self.stalled = if self.ids.len() > before { 0 } else { self.stalled + 1 };
         self.total == Some(self.ids.len() as u64)
+    }
+
+    /// Whether to stop re-walking and accept the second unverified. In an
+    /// unstable order a walk of a crowded second sees only part of it (a
+    /// share `s`), so a member still missing survives a walk with chance
+    /// about `1 − s`: with four pages of 57 users that is a third, and four
+    /// stalled walks in a row would still leave a 1 % chance that a member
+    /// was never read. So the walks in a row that added nothing must bring
+    /// that chance below one in a million — bounded, for a second that can
+    /// never be completed (a member VOMO leaves out of every listing).
+    fn give_up(&self) -> bool {
+        let miss = if self.walks == 0 {
+            0.5
+        } else {
+            (1.0 - self.seen_share / f64::from(self.walks)).clamp(0.0, 0.999)
+        };
+        let needed = if miss <= 0.0 {
+            SINGLE_SECOND_TRIES
+        } else {
+            let walks = (SINGLE_SECOND_MISS.ln() / miss.ln()).ceil();
+            // Bounded above, so the cast cannot truncate anything meaningful.
+            (walks.min(f64::from(SINGLE_SECOND_MAX_TRIES)) as u32).max(SINGLE_SECOND_TRIES)
+        };
+        self.stalled >= needed
     }
 }
 
@@ -274,6 +311,7 @@ impl Walker<'_> {
                 summary.probes_split += 1;
                 cap = Some(end - 1);
                 estimate = Some(Estimate::from_probe(chunk, &first));
+                sink.push_unreadable(first.malformed);
                 sink.push(first.users).await?;
                 continue;
             }
@@ -281,7 +319,7 @@ impl Walker<'_> {
             self.sizer.observe(walked.pages, !walked.verified);
             let one_second = end == cursor;
             let complete = walked.verified || (one_second && second.add(&walked));
-            let give_up = one_second && second.stalled >= SINGLE_SECOND_TRIES;
+            let give_up = one_second && second.give_up();
             if complete || give_up {
                 if !complete {
                     summary.unverified_accepted += 1;
@@ -306,7 +344,7 @@ impl Walker<'_> {
 
     fn record_page(&self, page: &UserPage) {
         self.progress.pages.fetch_add(1, Ordering::Relaxed);
-        self.progress.users.fetch_add(page.users.len() as u64, Ordering::Relaxed);
+        self.progress.users.fetch_add((page.users.len() + page.malformed.len()) as u64, Ordering::Relaxed);
     }
 
     /// Reads pages 2.. of a chunk (page 1 is `first`) and checks the walk.
@@ -321,25 +359,32 @@ impl Walker<'_> {
         let mut total_last = total_first;
         let mut seen = HashSet::with_capacity(usize::try_from(total_first).unwrap_or(0).min(1 << 20));
         let mut times = Vec::new();
-        let mut note = |page: &UserPage| {
-            for user in &page.users {
-                if chunk.from <= user.updated_at && user.updated_at < chunk.to + Duration::seconds(1) {
-                    seen.insert(user.id);
-                    times.push(user.updated_at.timestamp());
-                }
+        let within = |at: DateTime<Utc>| chunk.from <= at && at < chunk.to + Duration::seconds(1);
+        let mut note = |page: &mut UserPage, sink: &mut Sink| {
+            for user in page.users.iter().filter(|u| within(u.updated_at)) {
+                seen.insert(user.id);
+                times.push(user.updated_at.timestamp());
             }
+            // An unreadable user VOMO listed is a member all the same (its
+            // time, when readable, says where); it goes to the DLQ.
+            for user in page.malformed.iter().filter(|u| u.updated_at.is_none_or(within)) {
+                seen.insert(user.id);
+                times.extend(user.updated_at.map(|at| at.timestamp()));
+            }
+            sink.push_unreadable(std::mem::take(&mut page.malformed));
         };
-        note(&first);
+        let mut first = first;
+        note(&mut first, sink);
         // One request in flight at a time — a revoked token costs exactly one
         // request — but the next page is fetched while this one is processed.
         let mut users = first.users;
         for n in 2..=last_page {
             let (page, pushed) = tokio::join!(self.fetcher.list(self.priority, filter, n), sink.push(users));
             pushed?;
-            let page = page?;
+            let mut page = page?;
             self.record_page(&page);
             total_last = page.total;
-            note(&page);
+            note(&mut page, sink);
             users = page.users;
         }
         sink.push(users).await?;
@@ -376,6 +421,37 @@ mod tests {
         }
         assert!(sizer.target(1500) > busy * 3, "calm again: bigger chunks");
         assert_eq!(ChunkSizer { failures: 50.0, reads: 60.0 }.target(1500), 15, "mostly failing: one page");
+    }
+
+    #[test]
+    fn a_crowded_second_read_in_part_is_walked_until_a_miss_is_unlikely() {
+        let walk = |ids: &[i64], total: u64| ChunkWalk {
+            verified: false,
+            pages: 4,
+            times: Vec::new(),
+            seen: ids.iter().copied().collect(),
+            stable_total: Some(total),
+        };
+        let mut second = SecondUnion::default();
+        // Each walk sees 39 of 57 users (68 %), and the union stops growing.
+        let seen: Vec<i64> = (0..39).collect();
+        assert!(!second.add(&walk(&seen, 57)));
+        for stalled in 1..=11 {
+            second.add(&walk(&seen, 57));
+            assert!(
+                !second.give_up(),
+                "after {stalled} stalled walks a member may still hide (0.32^{stalled})"
+            );
+        }
+        second.add(&walk(&seen, 57));
+        assert!(second.give_up(), "0.32^12 < 1e-6");
+        // Walks that each see everything but one never-listed user stop at four.
+        let mut hidden = SecondUnion::default();
+        let all_but_one: Vec<i64> = (0..56).collect();
+        for _ in 0..5 {
+            hidden.add(&walk(&all_but_one, 57));
+        }
+        assert!(hidden.give_up());
     }
 
     #[test]

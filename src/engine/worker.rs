@@ -325,11 +325,13 @@ async fn prepare_until_ready(
     loop {
         match shared.prepare(customer, Arc::clone(live), Some(&shared.config.owner)).await {
             Ok(runtime) => {
-                live.set_error(None);
+                live.clear_failure();
                 return Some(runtime);
             }
             Err(e) => {
-                live.set_error(Some(e.to_string()));
+                if let Some(kind) = super::snapshot::FailureKind::of(&e) {
+                    live.record_failure(kind, format!("cannot start: {e}"), None);
+                }
                 shared.event(
                     Some(&customer.name),
                     EventLevel::Error,
@@ -387,14 +389,20 @@ fn end_or_backoff(error: SyncError, schedule: &mut Schedule, interval: Duration)
         SyncError::Cancelled => Some(WorkerEnd::Stopped),
         _ => {
             schedule.failures += 1;
-            let backoff = Duration::from_secs(30)
-                .saturating_mul(1 << schedule.failures.min(8))
-                .min(MAX_FAILURE_BACKOFF);
-            schedule.next_poll =
-                Utc::now() + chrono::Duration::from_std(backoff.min(interval)).unwrap_or_default();
+            schedule.next_poll = Utc::now() + failure_backoff(schedule.failures, interval);
             None
         }
     }
+}
+
+/// The pause after the `failures`-th failed run in a row: capped
+/// exponential with jitter, starting at the poll interval (at most 30 s), so
+/// a failing state DB or VOMO is not hammered — and the same changes not
+/// re-sent — every interval, however short.
+fn failure_backoff(failures: u32, interval: Duration) -> chrono::Duration {
+    let base = interval.min(Duration::from_secs(30)).max(Duration::from_secs(1));
+    let backoff = base.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(MAX_FAILURE_BACKOFF);
+    chrono::Duration::from_std(backoff.mul_f64(rand::rng().random_range(0.8..1.2))).unwrap_or_default()
 }
 
 /// The backfill or a poll. `Ok(None)` when a backfill may not start now.
@@ -404,7 +412,10 @@ pub async fn advancing_run(
     force: bool,
     cancel: &CancellationToken,
 ) -> Result<Option<RunReport>, SyncError> {
-    let kind = runtime.advancing_kind().await?;
+    let kind = match runtime.advancing_kind().await {
+        Ok(kind) => kind,
+        Err(e) => return Err(runtime.note_failure("run", None, e).await),
+    };
     if kind != RunKind::Backfill {
         // Customer edits go to VOMO before the poll reads VOMO's changes.
         if let Err(e) = runtime.write_back_pass(cancel).await {

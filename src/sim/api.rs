@@ -139,6 +139,9 @@ fn decide_faults(state: &mut SimState) -> (Duration, Option<Response>) {
     if faults.rate_429 > 0.0 && state.rng.random_bool(faults.rate_429.min(1.0)) {
         return (delay, Some(storm_response(1)));
     }
+    if faults.drop_rate > 0.0 && state.rng.random_bool(faults.drop_rate.min(1.0)) {
+        return (delay, Some(dropped_response()));
+    }
     if faults.error_rate > 0.0 && state.rng.random_bool(faults.error_rate.min(1.0)) {
         let status = if state.rng.random_bool(0.5) {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -148,6 +151,20 @@ fn decide_faults(state: &mut SimState) -> (Duration, Option<Response>) {
         return (delay, Some(message(status, "Server Error")));
     }
     (delay, None)
+}
+
+/// A 200 whose body fails at once: hyper aborts the connection, and the
+/// client sees it drop mid-answer.
+fn dropped_response() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped",
+        ))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(failing));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn storm_response(retry_after: u64) -> Response {

@@ -26,6 +26,9 @@ pub struct Faults {
     pub storm_retry_after: u64,
     /// Share of requests answered 429 at random.
     pub rate_429: f64,
+    /// Share of requests whose connection drops after the status line: the
+    /// body never comes (a reset, a proxy dying mid-answer).
+    pub drop_rate: f64,
     /// Share of list pages answered 200 with truncated JSON.
     pub truncate_rate: f64,
     /// Share of list pages answered 200 with an HTML error page.
@@ -67,6 +70,7 @@ impl Faults {
             && self.slow_rate == 0.0
             && self.storm_requests == 0
             && self.rate_429 == 0.0
+            && self.drop_rate == 0.0
             && self.truncate_rate == 0.0
             && self.html_rate == 0.0
             && self.mutate_rate == 0.0

@@ -85,14 +85,17 @@ impl MasterKey {
             return Ok(Some((Self::from_hex(value)?, KeySource::Env)));
         }
         match std::fs::read_to_string(file) {
-            Ok(text) => Self::from_hex(&text)
-                .map_err(|_| StoreError::MasterKey {
-                    message: format!(
-                        "{} does not hold a valid master key (64 hex characters)",
-                        file.display()
-                    ),
-                })
-                .map(|key| Some((key, KeySource::File(file.to_owned())))),
+            Ok(text) => {
+                warn_if_readable_by_others(file, "master key file");
+                Self::from_hex(&text)
+                    .map_err(|_| StoreError::MasterKey {
+                        message: format!(
+                            "{} does not hold a valid master key (64 hex characters)",
+                            file.display()
+                        ),
+                    })
+                    .map(|key| Some((key, KeySource::File(file.to_owned()))))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let key = Self::generate();
                 write_owner_only(file, hex::encode(key.bytes).as_bytes())?;
@@ -166,6 +169,25 @@ pub fn write_owner_only(path: &Path, contents: &[u8]) -> Result<(), StoreError> 
     let mut file = options.open(path).map_err(fail)?;
     file.write_all(contents).map_err(fail)?;
     file.sync_all().map_err(fail)
+}
+
+/// Logs a warning when `path` can be read by its group or by others: a
+/// secret there is only as safe as every account on the machine.
+pub fn warn_if_readable_by_others(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o044 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the {what} is readable by its group or others; restrict it: chmod 600 {}",
+                path.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

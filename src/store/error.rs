@@ -12,6 +12,11 @@ pub enum StoreError {
     )]
     NotSqlite { path: String },
     #[error(
+        "the state DB {path} is an empty file; if it held customers, restore it from a backup (nothing was \
+         written); to start afresh, run `vomo-sync migrate` or onboard a customer"
+    )]
+    EmptyFile { path: String },
+    #[error(
         "{path} is a SQLite database of another application (it has tables but no vomo-sync schema); refusing to write into it; point --state at a new path"
     )]
     Foreign { path: String },

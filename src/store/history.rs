@@ -72,6 +72,23 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// True once an advancing run (backfill or poll) of the customer ended
+    /// well: such a run only ends well when it has read up to VOMO's
+    /// present, so the backfill is complete. A backfill resumed after a
+    /// crash has no such run yet, and stays a backfill.
+    pub async fn backfill_completed(&self, customer: CustomerId) -> Result<bool, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE customer_id = $1 AND kind IN ('backfill', 'poll')
+                 AND outcome = 'ok')",
+            )
+            .bind(customer)
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(|e| self.err(e))
+    }
+
     /// Closes a run with its outcome, counts and the requests it used.
     pub async fn finish_run(
         &self,

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::types::CustomerId;
-use super::{Backend, Store, StoreError, with_pool};
+use super::types::{AuditEntry, CustomerId};
+use super::{Backend, BeginWrite, Store, StoreError, insert_audit, with_pool};
 use crate::domain::epoch;
 
 /// A lease as stored.
@@ -67,6 +67,41 @@ impl Store {
             .fetch_all(pool)
             .await
         })
+        .map_err(|e| self.err(e))
+    }
+
+    /// Takes `customer`'s lease from `from` (a process known to be gone)
+    /// for `owner`, with an audit entry, in one transaction. False when
+    /// `from` no longer holds it (someone else was quicker).
+    pub async fn take_over_lease(
+        &self,
+        customer: CustomerId,
+        from: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, |pool| async {
+            let mut tx = pool.begin_write().await?;
+            let taken = sqlx::query(
+                "UPDATE leases SET owner = $1, acquired_at = $2, heartbeat_at = $2, expires_at = $3
+                 WHERE customer_id = $4 AND owner = $5",
+            )
+            .bind(owner)
+            .bind(now)
+            .bind(expires_at)
+            .bind(customer)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                insert_audit!(tx, audit)?;
+            }
+            tx.commit().await.map(|()| taken == 1)
+        }
+        .await)
         .map_err(|e| self.err(e))
     }
 

@@ -27,7 +27,7 @@ mod types;
 pub use commands::{CommandId, CommandSignal, CommandStatus, QueuedCommand};
 pub use instances::InstanceRow;
 pub use leases::Lease;
-pub use open::{load_master_key, migration_versions};
+pub use open::{EmptyFile, load_master_key, migration_versions};
 pub use overview::Overview;
 
 use sqlx::{PgPool, SqlitePool};
@@ -114,6 +114,7 @@ pub struct Store {
     /// The location for messages (PostgreSQL password redacted).
     location: String,
     key: Option<MasterKey>,
+    recycle: std::sync::Arc<open::Recycle>,
 }
 
 /// Which backend a store runs on.

@@ -28,18 +28,39 @@ pub fn migration_versions() -> (Vec<i64>, Vec<i64>) {
     (versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS))
 }
 
+/// Whether opening may set up an empty SQLite file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyFile {
+    /// `migrate` and onboarding: an empty (0-byte) file becomes a new DB.
+    Initialise,
+    /// Everything else: an empty file is refused (it is more likely a state
+    /// DB that was lost, truncated or not restored than a new one).
+    Refuse,
+}
+
 impl Store {
-    /// Connects and applies pending migrations.
+    /// Connects and applies pending migrations; a missing SQLite file is
+    /// created, an empty one refused.
     pub async fn open(location: &StateLocation) -> Result<Self, StoreError> {
-        let store = Self::connect(location).await?;
+        Self::open_with(location, EmptyFile::Refuse).await
+    }
+
+    /// [`Store::open`], saying what to do with an empty SQLite file.
+    pub async fn open_with(location: &StateLocation, empty: EmptyFile) -> Result<Self, StoreError> {
+        let store = Self::connect_with(location, empty).await?;
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Connects without migrating; refuses corrupt and foreign SQLite files.
+    /// Connects without migrating (`migrate`, which may set up an empty
+    /// file); refuses corrupt and foreign SQLite files.
     pub async fn connect(location: &StateLocation) -> Result<Self, StoreError> {
+        Self::connect_with(location, EmptyFile::Initialise).await
+    }
+
+    async fn connect_with(location: &StateLocation, empty: EmptyFile) -> Result<Self, StoreError> {
         match location {
-            StateLocation::Sqlite(path) => open_sqlite(path).await,
+            StateLocation::Sqlite(path) => open_sqlite(path, empty).await,
             StateLocation::Postgres(url) => open_postgres(url).await,
         }
     }
@@ -131,11 +152,53 @@ impl Store {
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
+        if matches!(self.backend, Backend::Sqlite(_)) && Recycle::is_file_failure(&e) {
+            self.recycle.now();
+        }
         StoreError::backend(&self.location, e)
     }
 }
 
-async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+/// Replaces the pool's connections after the database file failed under
+/// them. A SQLite connection opened while its file could not be written
+/// (made read-only or immutable, a full disk) stays read-only for good, and
+/// one whose COMMIT or ROLLBACK failed is left inside a transaction that
+/// every later `BEGIN` refuses. Either would wedge a worker until a restart;
+/// instead every connection older than the last such failure is closed when
+/// next acquired, and fresh ones see the file as it is now.
+#[derive(Debug, Default)]
+pub(crate) struct Recycle {
+    /// Unix milliseconds of the last file failure (0: none).
+    failed_at_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Recycle {
+    fn now(&self) {
+        self.failed_at_ms.store(chrono::Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True when a connection of this age predates the last failure.
+    fn predates_failure(&self, age: Duration) -> bool {
+        let failed = self.failed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let opened =
+            chrono::Utc::now().timestamp_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        failed > 0 && opened <= failed
+    }
+
+    /// SQLite's read-only, I/O, full and cannot-open results, and I/O errors.
+    fn is_file_failure(e: &sqlx::Error) -> bool {
+        match e {
+            sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 8 | 10 | 13 | 14)),
+            _ => false,
+        }
+    }
+}
+
+async fn open_sqlite(path: &Path, empty: EmptyFile) -> Result<Store, StoreError> {
     let shown = path.display().to_string();
     let cannot = |reason: String| StoreError::CannotCreate { path: shown.clone(), reason };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -143,6 +206,9 @@ async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
             .map_err(|e| cannot(format!("cannot create {}: {e}", parent.display())))?;
     }
     match std::fs::read(path).map(|bytes| bytes.into_iter().take(SQLITE_MAGIC.len()).collect::<Vec<u8>>()) {
+        Ok(head) if head.is_empty() && empty == EmptyFile::Refuse => {
+            return Err(StoreError::EmptyFile { path: shown });
+        }
         Ok(head) if head.is_empty() => {}
         Ok(head) if head != SQLITE_MAGIC => return Err(StoreError::NotSqlite { path: shown }),
         Ok(_) => {}
@@ -158,14 +224,26 @@ async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         .foreign_keys(true)
         .pragma("cache_size", "-8192")
         .pragma("wal_autocheckpoint", "16384");
-    let pool =
-        SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| match &e {
+    let recycle = std::sync::Arc::new(Recycle::default());
+    let check = std::sync::Arc::clone(&recycle);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        // A connection still inside a transaction (its COMMIT or ROLLBACK
+        // failed) is closed rather than handed out again.
+        .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+        .before_acquire(move |_, meta| {
+            let fresh = !check.predates_failure(meta.age);
+            Box::pin(async move { Ok(fresh) })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.message().contains("not a database") => {
                 StoreError::NotSqlite { path: shown.clone() }
             }
             _ => cannot(e.to_string()),
         })?;
-    let store = Store { backend: Backend::Sqlite(pool.clone()), location: shown.clone(), key: None };
+    let store = Store { backend: Backend::Sqlite(pool.clone()), location: shown.clone(), key: None, recycle };
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
     )
@@ -214,11 +292,19 @@ async fn open_postgres(url: &str) -> Result<Store, StoreError> {
     }
     let pool = PgPoolOptions::new()
         .max_connections(10)
+        // A connection still inside a transaction (its COMMIT failed as the
+        // server went away) is closed rather than handed out again.
+        .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
         .map_err(|e| unreachable(e.to_string().replace(url, &shown)))?;
-    Ok(Store { backend: Backend::Postgres(pool), location: shown, key: None })
+    Ok(Store {
+        backend: Backend::Postgres(pool),
+        location: shown,
+        key: None,
+        recycle: std::sync::Arc::default(),
+    })
 }
 
 /// Loads the master key for a store: from the environment or the key file;
@@ -230,6 +316,9 @@ pub async fn load_master_key(
     key_file: &Path,
     create: bool,
 ) -> Result<(), StoreError> {
+    // A new key beside secrets sealed with a lost one would only hide the
+    // loss: with secrets stored, the key must be found, never made.
+    let create = create && !store.has_secrets().await?;
     match MasterKey::load(env, key_file, create)? {
         Some((key, source)) => store.unlock(key, &source).await,
         None if store.has_secrets().await? => {

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::customers::USERS_STREAM;
-use super::types::{Checkpoint, CustomerId, Mapping, MappingWrite};
-use super::{Backend, BeginWrite, Store, StoreError, from_json, to_json, with_pool};
+use super::types::{AuditEntry, Checkpoint, CustomerId, Mapping, MappingWrite};
+use super::{Backend, BeginWrite, Store, StoreError, from_json, insert_audit, to_json, with_pool};
 use crate::domain::{ContentHash, VomoUserId, Window};
 
 /// Rows per multi-row INSERT: well inside SQLite's bound-parameter limit.
@@ -192,6 +192,49 @@ impl Store {
         .await)
         .map_err(|e| self.err(e))
         .and_then(|held| if held { Ok(()) } else { Err(StoreError::LeaseLost { customer }) })
+    }
+
+    /// The newest VOMO `updated_at` the customer's mappings hold: the last
+    /// version of any user that was read and delivered.
+    pub async fn newest_mapped_update(
+        &self,
+        customer: CustomerId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT MAX(vomo_updated_at) FROM mappings WHERE customer_id = $1")
+                .bind(customer)
+                .fetch_one(pool)
+                .await
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    /// Moves a checkpoint that stands in VOMO's future back to `to`, with
+    /// `audit`, in one transaction. The one way a watermark moves backwards:
+    /// a checkpoint ahead of VOMO's clock would hide every later edit.
+    pub async fn repair_checkpoint(
+        &self,
+        customer: CustomerId,
+        to: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |pool| async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE checkpoints SET watermark = $1, window_from = NULL, window_to = NULL, updated_at = $2
+                 WHERE customer_id = $3 AND stream = $4",
+            )
+            .bind(to)
+            .bind(Utc::now())
+            .bind(customer)
+            .bind(USERS_STREAM)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit!(tx, audit)?;
+            tx.commit().await
+        }
+        .await)
+        .map_err(|e| self.err(e))
     }
 
     /// The mappings of the given users, in one query.

@@ -43,7 +43,7 @@ pub fn health(c: &CustomerSnapshot) -> Health {
         _ => {}
     }
     let behind = c.status == CustomerStatus::Active && c.next_poll_at.is_some() && c.lag_secs > 2 * 3600;
-    if c.stalled || c.last_error.is_some() || c.dlq.permanent > 0 || behind {
+    if c.stalled || c.failure.is_some() || c.dlq.permanent > 0 || behind {
         return Health::Bad;
     }
     let waiting = c.last_runs.iter().any(|r| r.outcome == RunOutcome::NeedsConfirmation);

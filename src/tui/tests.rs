@@ -35,6 +35,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         vomo_url: "https://api.vomo.org/v1".to_owned(),
         watermark: now() - Duration::seconds(lag_secs),
         lag_secs,
+        checkpoint_ahead_secs: None,
         in_flight: None,
         users_synced: 1200,
         throughput_per_min: 340.0,
@@ -58,7 +59,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
             message: None,
         }],
         next_poll_at: Some(now() + Duration::minutes(12)),
-        last_error: None,
+        failure: None,
         owned_here: true,
         owner: None,
         stalled: false,
@@ -68,7 +69,12 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
 }
 
 fn snapshot(customers: Vec<CustomerSnapshot>) -> Msg {
-    Msg::Snapshot(Arc::new(EngineSnapshot { at: Some(now()), owner: "test".into(), customers }))
+    Msg::Snapshot(Arc::new(EngineSnapshot {
+        at: Some(now()),
+        owner: "test".into(),
+        customers,
+        ..Default::default()
+    }))
 }
 
 /// Four customers in every state worth seeing.

@@ -244,10 +244,11 @@ fn info_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Lin
         (Some(owner), false) => format!(" · run by {owner}"),
         (None, false) => " · not running".to_owned(),
     };
-    let problem = c.last_error.clone().or_else(|| c.status_reason.clone()).map_or_else(
-        || Span::styled(c.vomo_url.clone(), theme.dim()),
-        |e| Span::styled(e, theme.health(Health::Bad)),
-    );
+    let problem =
+        c.failure.as_ref().map(|f| f.message.clone()).or_else(|| c.status_reason.clone()).map_or_else(
+            || Span::styled(c.vomo_url.clone(), theme.dim()),
+            |e| Span::styled(e, theme.health(Health::Bad)),
+        );
     let token_line =
         Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
     vec![Line::from(status), token_line, Line::from(problem)]

@@ -35,9 +35,16 @@ pub enum VomoError {
     #[error("transport error talking to VOMO on {endpoint}: {reason}")]
     Transport { endpoint: String, reason: String },
     /// The body was not what VOMO documents (HTML page, truncated JSON, wrong
-    /// types). `excerpt` is the start of the body.
-    #[error("cannot decode VOMO's response to {endpoint}: {reason}; body starts: {excerpt}")]
-    Decode { endpoint: String, reason: String, excerpt: String },
+    /// types, numbers that contradict each other). `reason` names the field
+    /// and the user id, never a value (the body holds personal data).
+    #[error("cannot decode VOMO's response to {endpoint}: {reason}")]
+    Decode { endpoint: String, reason: String },
+    /// The body is larger than `vomo.max_body`; nothing of it was used.
+    #[error(
+        "VOMO's response to {endpoint} is larger than {} (vomo.max_body); refused without reading it whole",
+        byte_size(*limit)
+    )]
+    TooLarge { endpoint: String, limit: u64 },
     #[error("invalid VOMO base URL {url}: {reason}")]
     BadBaseUrl { url: String, reason: String },
 }
@@ -71,18 +78,47 @@ fn format_fields(message: &str, fields: &BTreeMap<String, Vec<String>>) -> Strin
     format!("{message} ({})", parts.join(", "))
 }
 
-/// At most `max` characters of a body, on one line, for error messages.
+/// At most `max` bytes of a body (cut on a character boundary), on one
+/// line, for error messages. Only the first `4 × max` bytes are looked at,
+/// so a huge body costs nothing here.
 pub fn excerpt(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(body);
+    let head = &body[..body.len().min(max.saturating_mul(4))];
+    let text = String::from_utf8_lossy(head);
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.is_empty() {
         return "(empty body)".to_owned();
     }
-    if flat.chars().count() > max {
-        let cut: String = flat.chars().take(max).collect();
-        format!("{cut}…")
+    if flat.len() > max || head.len() < body.len() {
+        let mut cut = max.min(flat.len());
+        while !flat.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &flat[..cut])
     } else {
         flat
+    }
+}
+
+/// 422 field messages bounded like any remote text: at most 20 fields and
+/// 5 messages each, every one an excerpt.
+pub fn bounded_fields(fields: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
+    fields
+        .into_iter()
+        .take(20)
+        .map(|(field, msgs)| {
+            let msgs = msgs.iter().take(5).map(|m| excerpt(m.as_bytes(), 200)).collect();
+            (excerpt(field.as_bytes(), 64), msgs)
+        })
+        .collect()
+}
+
+fn byte_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
     }
 }

@@ -22,14 +22,24 @@ use error::excerpt;
 /// VOMO's fixed page size (vomo-api.md §4).
 pub const PAGE_SIZE: u64 = 15;
 
-/// How much of a bad body goes into an error message.
-const EXCERPT_CHARS: usize = 160;
+/// How much of a bad body goes into an error message, in bytes.
+pub const EXCERPT_BYTES: usize = 300;
+/// The largest body read by default (`vomo.max_body`).
+pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
+/// More users than any organisation has: a larger `meta.total` is a lie.
+const MAX_PLAUSIBLE_TOTAL: u64 = 100_000_000;
+/// VOMO's page size is fixed at 15; a page claiming far more is refused.
+const MAX_PLAUSIBLE_PER_PAGE: u64 = 100;
+/// How much of a malformed user's JSON is kept for the DLQ.
+const RAW_USER_BYTES: usize = 2048;
 
 /// Timeouts for every VOMO request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The largest body read; larger ones fail the request.
+    pub max_body: u64,
 }
 
 /// Builds the HTTP connection pool shared by every customer's client.
@@ -90,10 +100,24 @@ pub struct RateInfo {
     pub remaining: Option<u32>,
 }
 
+/// A user VOMO listed whose id is readable but whose fields are not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedUser {
+    pub id: VomoUserId,
+    /// Its `updated_at`, when that much is readable.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Which field and why, without its value (no personal data).
+    pub reason: String,
+    /// The start of the record as VOMO sent it (for the DLQ only).
+    pub raw: String,
+}
+
 /// One page of `GET /users`.
 #[derive(Debug, Clone)]
 pub struct UserPage {
     pub users: Vec<User>,
+    /// Listed users that could not be read (they still count as seen).
+    pub malformed: Vec<MalformedUser>,
     pub page: u64,
     /// `meta.total`: users matching the filter across all pages.
     pub total: u64,
@@ -140,6 +164,29 @@ pub struct VomoClient {
     http: reqwest::Client,
     base: Url,
     auth: HeaderValue,
+    max_body: u64,
+}
+
+/// Refuses a VOMO URL over which the token would travel in clear text: a
+/// plain `http://` URL whose host is not loopback (the simulator's), unless
+/// the operator allowed it (`vomo.allow_insecure_http`).
+pub fn check_transport(base_url: &str, allow_insecure_http: bool) -> Result<(), VomoError> {
+    let bad = |reason: String| VomoError::BadBaseUrl { url: base_url.to_owned(), reason };
+    let url = Url::parse(base_url.trim()).map_err(|e| bad(e.to_string()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback && !allow_insecure_http {
+        return Err(bad(
+            "plain http:// off this machine would send the customer's token in clear text; use https://, \
+             or set vomo.allow_insecure_http = true (VOMO_SYNC_VOMO_ALLOW_INSECURE_HTTP=true) if you must"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for VomoClient {
@@ -170,7 +217,14 @@ impl VomoClient {
             .map_err(|_| bad("the token contains characters that cannot go in a header".into()))?;
         // Keeps the header out of reqwest's and hyper's debug output.
         auth.set_sensitive(true);
-        Ok(Self { http, base, auth })
+        Ok(Self { http, base, auth, max_body: DEFAULT_MAX_BODY })
+    }
+
+    /// The same client reading bodies of at most `max_body` bytes.
+    #[must_use]
+    pub fn with_max_body(mut self, max_body: u64) -> Self {
+        self.max_body = max_body;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -193,17 +247,11 @@ impl VomoClient {
         check_status(&reply, &endpoint)?;
         let server_time = server_time(&reply.headers);
         let rate = rate_info(&reply.headers);
-        let envelope: wire::ListEnvelope = decode(&reply.body, &endpoint)?;
-        let per_page = envelope.meta.per_page.filter(|p| *p > 0).unwrap_or(PAGE_SIZE);
-        let computed_last = envelope.meta.total.div_ceil(per_page).max(1);
-        Ok(UserPage {
-            users: envelope.data.into_iter().map(wire::WireUser::into_user).collect(),
-            page: envelope.meta.current_page.unwrap_or(page),
-            total: envelope.meta.total,
-            last_page: envelope.meta.last_page.unwrap_or(computed_last).max(1),
-            server_time,
-            rate,
-        })
+        let (meta, users, malformed) = decode_user_list(&reply.body, &endpoint)?;
+        let page = page.max(1);
+        let last_page = check_page(&meta, page, users.len() + malformed.len())
+            .map_err(|reason| VomoError::Decode { endpoint: endpoint.clone(), reason })?;
+        Ok(UserPage { users, malformed, page, total: meta.total, last_page, server_time, rate })
     }
 
     /// One user's detail; `NotFound` when VOMO no longer has it.
@@ -267,12 +315,97 @@ impl VomoClient {
         if let Some(json) = json {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(json);
         }
-        let response = request.send().await.map_err(|e| transport_error(&e, endpoint))?;
+        let mut response = request.send().await.map_err(|e| transport_error(&e, endpoint))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| transport_error(&e, endpoint))?;
-        Ok(Reply { status, headers, body })
+        let too_large = || VomoError::TooLarge { endpoint: endpoint.to_owned(), limit: self.max_body };
+        if response.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(too_large());
+        }
+        // Read chunk by chunk, so a body that never ends costs at most the cap.
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e, endpoint))? {
+            if (body.len() + chunk.len()) as u64 > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body: body.freeze() })
     }
+}
+
+/// Decodes a `GET /users` page. The whole page at once when it is well
+/// formed (the fast path); otherwise user by user, so one unreadable user
+/// does not hide the others: a user whose id can be read is returned as
+/// malformed, a user without a readable id fails the page.
+fn decode_user_list(
+    body: &[u8],
+    endpoint: &str,
+) -> Result<(wire::Meta, Vec<User>, Vec<MalformedUser>), VomoError> {
+    if let Ok(envelope) = serde_json::from_slice::<wire::ListEnvelope>(body) {
+        let users = envelope.data.into_iter().map(wire::WireUser::into_user).collect();
+        return Ok((envelope.meta, users, Vec::new()));
+    }
+    let envelope: wire::LooseListEnvelope = decode(body, endpoint)?;
+    let (mut users, mut malformed) = (Vec::new(), Vec::new());
+    for (index, value) in envelope.data.into_iter().enumerate() {
+        match wire::decode_user(value) {
+            Ok(user) => users.push(user),
+            Err(bad) => match bad.id {
+                Some(id) => malformed.push(MalformedUser {
+                    id,
+                    updated_at: bad.updated_at,
+                    reason: format!("user {id}: {}", bad.reason),
+                    raw: error::excerpt(bad.raw.as_bytes(), RAW_USER_BYTES),
+                }),
+                None => {
+                    return Err(VomoError::Decode {
+                        endpoint: endpoint.to_owned(),
+                        reason: format!("user #{} of the page has no readable id: {}", index + 1, bad.reason),
+                    });
+                }
+            },
+        }
+    }
+    Ok((envelope.meta, users, malformed))
+}
+
+/// Checks a page's `meta` against itself and against what the page holds;
+/// returns the page's last page. A walk must never be steered by numbers
+/// that contradict each other: a `last_page` of 10^12 over empty pages
+/// would walk forever.
+fn check_page(meta: &wire::Meta, page: u64, listed: usize) -> Result<u64, String> {
+    let per_page = meta.per_page.unwrap_or(PAGE_SIZE);
+    if per_page == 0 || per_page > MAX_PLAUSIBLE_PER_PAGE {
+        return Err(format!("meta.per_page is {per_page}, VOMO's pages hold {PAGE_SIZE} users"));
+    }
+    let listed = listed as u64;
+    if listed > per_page {
+        return Err(format!("page {page} lists {listed} users, more than its per_page of {per_page}"));
+    }
+    if meta.total > MAX_PLAUSIBLE_TOTAL {
+        return Err(format!("meta.total is {}, more than any organisation holds", meta.total));
+    }
+    let computed_last = meta.total.div_ceil(per_page).max(1);
+    let last_page = meta.last_page.unwrap_or(computed_last).max(1);
+    if last_page != computed_last {
+        return Err(format!(
+            "meta.last_page is {last_page} but meta.total {} at {per_page} per page makes {computed_last}",
+            meta.total
+        ));
+    }
+    if let Some(current) = meta.current_page
+        && current != page
+    {
+        return Err(format!("VOMO answered page {current} to a request for page {page}"));
+    }
+    if listed > 0 && (page - 1) * per_page + listed > meta.total {
+        return Err(format!("page {page} lists {listed} users, beyond the {} meta.total claims", meta.total));
+    }
+    if listed == 0 && page < last_page {
+        return Err(format!("page {page} is empty but meta.last_page claims {last_page} pages"));
+    }
+    Ok(last_page)
 }
 
 fn detail(wire: wire::WireUser) -> UserDetail {
@@ -324,30 +457,47 @@ fn check_status(reply: &Reply, endpoint: &str) -> Result<(), VomoError> {
         return Ok(());
     }
     let endpoint = endpoint.to_owned();
+    // An error body is copied into messages, logs and the DLQ: an excerpt
+    // of it, never all of it.
     let body: wire::ErrorBody = serde_json::from_slice(&reply.body).unwrap_or_default();
-    let message = body.message.clone().unwrap_or_else(|| excerpt(&reply.body, EXCERPT_CHARS));
+    let message = body
+        .message
+        .as_deref()
+        .map_or_else(|| excerpt(&reply.body, EXCERPT_BYTES), |m| excerpt(m.as_bytes(), EXCERPT_BYTES));
     Err(match status.as_u16() {
         401 => VomoError::Unauthorized { endpoint },
         403 => VomoError::Forbidden { endpoint, message },
         404 => VomoError::NotFound { endpoint },
-        422 => VomoError::Validation { endpoint, message, fields: body.field_messages() },
+        422 => {
+            VomoError::Validation { endpoint, message, fields: error::bounded_fields(body.field_messages()) }
+        }
         429 => VomoError::RateLimited { endpoint, retry_after: retry_after(&reply.headers) },
         code @ 500..=599 => {
-            VomoError::Server { endpoint, status: code, excerpt: excerpt(&reply.body, EXCERPT_CHARS) }
+            VomoError::Server { endpoint, status: code, excerpt: excerpt(&reply.body, EXCERPT_BYTES) }
         }
         code => VomoError::UnexpectedStatus {
             endpoint,
             status: code,
-            excerpt: excerpt(&reply.body, EXCERPT_CHARS),
+            excerpt: excerpt(&reply.body, EXCERPT_BYTES),
         },
     })
 }
 
+/// Decodes a success body. The error names the field (its path) and what
+/// was wrong, never the value found there: a body is full of personal data.
 fn decode<T: DeserializeOwned>(body: &[u8], endpoint: &str) -> Result<T, VomoError> {
-    serde_json::from_slice(body).map_err(|e| VomoError::Decode {
+    // A body that is not JSON at all (a proxy's HTML error page) holds no
+    // user data; its start tells the operator what answered.
+    if !body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')) {
+        return Err(VomoError::Decode {
+            endpoint: endpoint.to_owned(),
+            reason: format!("the body is not JSON; it starts: {}", excerpt(body, EXCERPT_BYTES)),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| VomoError::Decode {
         endpoint: endpoint.to_owned(),
-        reason: e.to_string(),
-        excerpt: excerpt(body, EXCERPT_CHARS),
+        reason: wire::describe_error(&e.path().to_string(), e.inner()),
     })
 }
 

@@ -50,6 +50,63 @@ pub struct Meta {
     pub last_page: Option<u64>,
 }
 
+/// `GET /users` envelope with users left undecoded, to read them one by one
+/// when the page as a whole does not decode.
+#[derive(Debug, Deserialize)]
+pub struct LooseListEnvelope {
+    pub data: Vec<serde_json::Value>,
+    pub meta: Meta,
+}
+
+/// Why one listed user could not be read, with what could be.
+#[derive(Debug)]
+pub struct BadUser {
+    pub id: Option<VomoUserId>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The field and the problem, without the value.
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Decodes one listed user; on failure, its id and `updated_at` if readable.
+pub fn decode_user(value: serde_json::Value) -> Result<User, BadUser> {
+    let raw = value.to_string();
+    let id = value.get("id").and_then(|v| lenient_opt_i64(v.clone()).ok().flatten());
+    let updated_at = value.get("updated_at").and_then(serde_json::Value::as_str).and_then(parse_vomo_time);
+    serde_path_to_error::deserialize::<_, WireUser>(value).map(WireUser::into_user).map_err(|e| BadUser {
+        id,
+        updated_at,
+        reason: describe_error(&e.path().to_string(), e.inner()),
+        raw,
+    })
+}
+
+/// A serde error as a message that names the field and the expected shape
+/// but never the value found (it may be an e-mail, a name, a phone):
+/// quoted strings and back-quoted scalars are left out.
+pub fn describe_error(path: &str, error: &impl fmt::Display) -> String {
+    let text = error.to_string();
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                for inner in chars.by_ref() {
+                    if inner == '"' {
+                        break;
+                    }
+                }
+                clean.push_str("(value hidden)");
+            }
+            _ => clean.push(c),
+        }
+    }
+    // serde_json appends "at line L column C", meaningless once the page
+    // was split; serde's own scalars in `…` stay (field names, numbers).
+    let clean = clean.split(" at line ").next().unwrap_or(&clean).trim().to_owned();
+    if path.is_empty() || path == "." { clean } else { format!("field `{path}`: {clean}") }
+}
+
 /// A user as VOMO sends it (list or detail shape).
 #[derive(Debug, Deserialize)]
 pub struct WireUser {

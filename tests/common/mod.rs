@@ -1,6 +1,7 @@
 //! Shared test helpers: a simulator on loopback and clients bound to it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
+pub mod hostile;
 pub mod pg;
 pub mod sync;
 
@@ -23,7 +24,11 @@ pub async fn sim_with(orgs: &[(&str, usize)]) -> SimHandle {
 }
 
 pub fn settings(timeout: Duration) -> ClientSettings {
-    ClientSettings { connect_timeout: Duration::from_secs(2), request_timeout: timeout }
+    ClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: timeout,
+        max_body: vomo_sync::vomo::DEFAULT_MAX_BODY,
+    }
 }
 
 /// A client for `org`'s first token.
@@ -55,6 +60,8 @@ pub fn test_command(home: &Path, program: &str) -> std::process::Command {
         .env("VOMO_SYNC_MASTER_KEY", MASTER_KEY)
         .env("VOMO_SYNC_SYNC_SETTLE", "0s")
         .env("VOMO_SYNC_SYNC_RETRY_BASE", "10ms")
-        .env("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "100ms");
+        .env("VOMO_SYNC_SYNC_DLQ_RETRY_BASE", "100ms")
+        // Test destinations (webhook receivers) listen on loopback.
+        .env("VOMO_SYNC_DEST_ALLOW_PRIVATE_HOSTS", "127.0.0.1");
     command
 }

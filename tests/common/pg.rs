@@ -178,3 +178,89 @@ pub async fn table_users(url: &str, table: &str) -> std::collections::BTreeMap<i
         })
         .collect()
 }
+
+/// A PostgreSQL cluster of one test's own, which the test may stop and
+/// start again (a state DB that goes away and comes back). Removed when
+/// dropped. `None` when PostgreSQL's binaries are not here (and not
+/// required) or when the tests use an external server, which they must not
+/// stop.
+#[allow(dead_code)] // only the state-DB fault tests stop a server
+pub struct StoppableCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    root: bool,
+}
+
+#[allow(dead_code)]
+impl StoppableCluster {
+    pub fn start() -> Option<Self> {
+        let required = std::env::var("VOMO_SYNC_REQUIRE_PG").as_deref() == Ok("1");
+        let Some(bin) = find_bin_dir() else {
+            assert!(!required, "PostgreSQL is required here (VOMO_SYNC_REQUIRE_PG=1) but initdb is missing");
+            eprintln!("SKIPPED (no PostgreSQL binaries to start a cluster of this test's own)");
+            return None;
+        };
+        let root = is_root();
+        let dir =
+            std::env::temp_dir().join(format!("vomo-sync-pg-own-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            assert!(Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().unwrap().success());
+        }
+        let init = as_pg_user(&bin.join("initdb"), root)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let cluster = Self { bin, dir, port: free_port(), root };
+        cluster.resume();
+        Some(cluster)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts (again) on the same port, waiting until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        let out = as_pg_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-l"])
+            .arg(self.dir.join("log"))
+            .args(["-o", &options, "-w", "start"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Stops at once, as a crash or a network cut would look to clients.
+    pub fn halt(&self) {
+        let out = as_pg_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for StoppableCluster {
+    fn drop(&mut self) {
+        let _ = as_pg_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -24,6 +24,7 @@ pub fn engine_config() -> EngineConfig {
         client: ClientSettings {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
+            max_body: vomo_sync::vomo::DEFAULT_MAX_BODY,
         },
         settle: Duration::ZERO,
         max_concurrent_backfills: 4,
@@ -40,6 +41,10 @@ pub fn engine_config() -> EngineConfig {
         deletion_guard_share: 0.02,
         deletion_guard_max: 500,
         offboard_retention: Duration::from_secs(30 * 24 * 3600),
+        max_clock_skew: Duration::from_secs(300),
+        allow_insecure_http: false,
+        // Test destinations (webhook receivers) listen on loopback.
+        outbound: vomo_sync::outbound::OutboundPolicy::from_entries(&["127.0.0.1".into()]).unwrap(),
     }
 }
 
