@@ -38,6 +38,11 @@ pub enum VomoError {
     /// types). `excerpt` is the start of the body.
     #[error("cannot decode VOMO's response to {endpoint}: {reason}; body starts: {excerpt}")]
     Decode { endpoint: String, reason: String, excerpt: String },
+    /// A body whose shape or values are wrong at `field` (a path such as
+    /// `data.participants[3].hours`). Unlike `Decode` it quotes nothing of
+    /// the body: participation bodies hold personal data.
+    #[error("cannot decode VOMO's response to {endpoint}: {field}: {problem}")]
+    DecodeField { endpoint: String, field: String, problem: String },
     #[error("invalid VOMO base URL {url}: {reason}")]
     BadBaseUrl { url: String, reason: String },
 }
@@ -53,6 +58,7 @@ impl VomoError {
                 | Self::Connect { .. }
                 | Self::Transport { .. }
                 | Self::Decode { .. }
+                | Self::DecodeField { .. }
         )
     }
 
