@@ -41,17 +41,32 @@ fn control(shared: &Arc<Shared>) -> SimControl {
     SimControl { shared: Arc::clone(shared) }
 }
 
-/// The seeding spec's own fields refuse typos; the outer struct cannot also
-/// (serde's `deny_unknown_fields` does not combine with `flatten`).
+/// A seeding request. Written out rather than flattening [`ProjectSeed`]:
+/// serde enforces `deny_unknown_fields` on neither side of a `flatten`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SeedBody {
-    #[serde(flatten)]
-    spec: ProjectSeed,
+    projects: usize,
+    #[serde(default)]
+    dates_per_project: Option<usize>,
+    #[serde(default)]
+    participants_per_date: Option<usize>,
     #[serde(default)]
     seed: u64,
     /// Default: the simulator's clock now.
     #[serde(default)]
     anchor: Option<DateTime<Utc>>,
+}
+
+impl SeedBody {
+    fn spec(&self) -> ProjectSeed {
+        let defaults = ProjectSeed::default();
+        ProjectSeed {
+            projects: self.projects,
+            dates_per_project: self.dates_per_project.unwrap_or(defaults.dates_per_project),
+            participants_per_date: self.participants_per_date.unwrap_or(defaults.participants_per_date),
+        }
+    }
 }
 
 async fn seed(
@@ -61,8 +76,8 @@ async fn seed(
 ) -> Result<Response, SimError> {
     let sim = control(&shared);
     let report = match body.anchor {
-        Some(anchor) => sim.seed_projects_at(&slug, body.spec, body.seed, anchor.timestamp())?,
-        None => sim.seed_projects(&slug, body.spec, body.seed)?,
+        Some(anchor) => sim.seed_projects_at(&slug, body.spec(), body.seed, anchor.timestamp())?,
+        None => sim.seed_projects(&slug, body.spec(), body.seed)?,
     };
     Ok(Json(report).into_response())
 }
@@ -90,25 +105,23 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
-#[derive(Deserialize)]
-struct EditBody {
-    #[serde(flatten)]
-    fields: ProjectFields,
-    /// `false`: change the fields without moving `updated_at`.
-    #[serde(default = "yes")]
-    touch: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
+/// `PATCH /admin/projects/{id}`: Project fields plus `touch` (default true;
+/// false changes them without moving `updated_at`). `touch` is taken out
+/// before the fields are read, so a typo in a field name is still refused.
 async fn edit_project(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<ProjectId>,
-    Json(body): Json<EditBody>,
+    Json(mut body): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<StatusCode, SimError> {
-    control(&shared).edit_project(id, &body.fields, body.touch)?;
+    let touch = match body.remove("touch") {
+        None => true,
+        Some(value) => {
+            value.as_bool().ok_or_else(|| SimError::Invalid("touch must be true or false".into()))?
+        }
+    };
+    let fields: ProjectFields =
+        serde_json::from_value(body.into()).map_err(|e| SimError::Invalid(e.to_string()))?;
+    control(&shared).edit_project(id, &fields, touch)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
