@@ -683,11 +683,12 @@ async fn the_mutator_changes_participations_and_pauses_with_the_user_mutator() {
     assert_eq!(sim.random_participation_change("quiet", MutationKind::SignUp).unwrap(), None);
 }
 
-async fn admin(sim: &SimHandle, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", sim.admin_url()))
-        .bearer_auth(sim.admin_secret());
-    if let Some(body) = body {
+/// One admin request (`Value::Null`: no body) → (status, JSON body).
+async fn admin(sim: &SimHandle, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let url = format!("{}{path}", sim.admin_url());
+    let mut request = reqwest::Client::new().request(method, url).bearer_auth(sim.admin_secret());
+    if !body.is_null() {
         request = request.json(&body);
     }
     let response = request.send().await.unwrap();
@@ -695,9 +696,51 @@ async fn admin(sim: &SimHandle, method: reqwest::Method, path: &str, body: Optio
 }
 
 #[tokio::test]
-async fn the_admin_surface_drives_everything_and_shows_the_truth() {
-    use reqwest::Method;
+async fn admin_hooks_change_projects_dates_and_participations() {
     let sim = sim_at(&[("acme", 20)], &[]).await;
+    let anchor = at(ANCHOR).to_rfc3339();
+    let seed = json!({"projects": 6, "seed": 7, "anchor": anchor});
+    let (status, report) = admin(&sim, "POST", "/orgs/acme/projects/seed", seed).await;
+    assert_eq!((status, report["projects"].as_u64()), (200, Some(6)), "{report}");
+    let typo = json!({"projetcs": 6});
+    assert_eq!(admin(&sim, "POST", "/orgs/acme/projects/seed", typo).await.0 / 100, 4, "typos are refused");
+    let fields = json!({"name": "Drive", "timezone": "Asia/Tokyo"});
+    let p = admin(&sim, "POST", "/orgs/acme/projects", fields).await.1["id"].as_i64().unwrap();
+    let slot = json!({"starts_at": anchor, "ends_at": at(ANCHOR + HOUR).to_rfc3339()});
+    let (status, date) = admin(&sim, "POST", &format!("/projects/{p}/dates"), slot).await;
+    assert_eq!(status, 201);
+    let d = date["id"].as_i64().unwrap();
+    let user = member(&sim, "acme", 0);
+    let key = format!("/participations/{d}/{user}");
+    assert_eq!(admin(&sim, "PUT", &key, json!({"hours": 2.5, "verified": true})).await.0, 201);
+    assert_eq!(admin(&sim, "PUT", &key, json!({"guests": 1})).await.0, 200, "an edit");
+    assert_eq!(admin(&sim, "POST", &format!("{key}/check-in"), Value::Null).await.0, 204);
+    assert_eq!(admin(&sim, "POST", &format!("{key}/teleport"), Value::Null).await.0, 422);
+    let silent = json!({"name": "Drive 2", "touch": false});
+    assert_eq!(admin(&sim, "PATCH", &format!("/projects/{p}"), silent).await.0, 204);
+    let typo = json!({"nmae": "Drive 3"});
+    assert_eq!(admin(&sim, "PATCH", &format!("/projects/{p}"), typo).await.0, 422, "typos are refused");
+    assert_eq!(admin(&sim, "DELETE", &key, Value::Null).await.0, 204);
+    assert_eq!(admin(&sim, "DELETE", &key, Value::Null).await.0, 404, "already removed");
+    let (_, truth) = admin(&sim, "GET", "/orgs/acme/participations", Value::Null).await;
+    let ours = truth.as_array().unwrap().iter().find(|t| t["participation"]["project_date_id"] == d).unwrap();
+    let part = &ours["participation"];
+    assert_eq!(
+        (ours["removed"].as_bool(), part["hours"].as_f64(), part["guests"].as_u64()),
+        (Some(true), Some(2.5), Some(1))
+    );
+    assert!(part["checked_in_at"].is_string() && ours["changed_at"].is_string());
+    let (_, projects) = admin(&sim, "GET", "/orgs/acme/projects", Value::Null).await;
+    assert_eq!(projects.as_array().unwrap().len(), 7);
+    assert_eq!(projects[6]["project"]["name"], "Drive 2");
+    assert_eq!(admin(&sim, "DELETE", &format!("/dates/{d}"), Value::Null).await.0, 204);
+    assert_eq!(admin(&sim, "DELETE", &format!("/dates/{d}"), Value::Null).await.0, 404);
+    assert_eq!(admin(&sim, "GET", "/orgs/nobody/projects", Value::Null).await.0, 404);
+}
+
+#[tokio::test]
+async fn admin_knobs_mutator_random_changes_and_secret() {
+    let sim = sim_at(&[("acme", 20)], &[("acme", 6)]).await;
     let denied = reqwest::Client::new()
         .get(format!("{}/orgs/acme/participations", sim.admin_url()))
         .bearer_auth(sim.token("acme").unwrap())
@@ -705,103 +748,21 @@ async fn the_admin_surface_drives_everything_and_shows_the_truth() {
         .await
         .unwrap();
     assert_eq!(denied.status(), 401, "a VOMO token cannot reach the admin surface");
-    let anchor = at(ANCHOR).to_rfc3339();
-    let (status, report) = admin(
-        &sim,
-        Method::POST,
-        "/orgs/acme/projects/seed",
-        Some(json!({"projects": 6, "seed": 7, "anchor": anchor})),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["projects"], 6);
-    let (status, _) =
-        admin(&sim, Method::POST, "/orgs/acme/projects/seed", Some(json!({"projetcs": 6}))).await;
-    assert_eq!(status / 100, 4, "typos are refused");
-    let (_, created) = admin(
-        &sim,
-        Method::POST,
-        "/orgs/acme/projects",
-        Some(json!({"name": "Drive", "timezone": "Asia/Tokyo"})),
-    )
-    .await;
-    let p = created["id"].as_i64().unwrap();
-    let (status, date) = admin(
-        &sim,
-        Method::POST,
-        &format!("/projects/{p}/dates"),
-        Some(json!({"starts_at": anchor, "ends_at": at(ANCHOR + HOUR).to_rfc3339()})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let d = date["id"].as_i64().unwrap();
-    let user = member(&sim, "acme", 0);
-    let (status, _) = admin(
-        &sim,
-        Method::PUT,
-        &format!("/participations/{d}/{user}"),
-        Some(json!({"hours": 2.5, "verified": true})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (status, _) = admin(&sim, Method::POST, &format!("/participations/{d}/{user}/check-in"), None).await;
-    assert_eq!(status, 204);
-    let (status, _) = admin(&sim, Method::POST, &format!("/participations/{d}/{user}/teleport"), None).await;
-    assert_eq!(status, 422);
-    let (status, _) = admin(
-        &sim,
-        Method::PATCH,
-        &format!("/projects/{p}"),
-        Some(json!({"name": "Drive 2", "touch": false})),
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (status, _) =
-        admin(&sim, Method::PATCH, &format!("/projects/{p}"), Some(json!({"nmae": "Drive 3"}))).await;
-    assert_eq!(status, 422, "typos are refused");
-    let (status, change) =
-        admin(&sim, Method::POST, "/orgs/acme/participations/random", Some(json!({"kind": "verify"}))).await;
+    let verify = json!({"kind": "verify"});
+    let (status, change) = admin(&sim, "POST", "/orgs/acme/participations/random", verify).await;
     assert_eq!((status, change["kind"].as_str()), (200, Some("verify")));
-    let (status, _) = admin(
-        &sim,
-        Method::PUT,
-        "/project-knobs",
-        Some(json!({"removed_participations": "status", "today_tz": "project"})),
-    )
-    .await;
-    assert_eq!(status, 204);
+    let knobs = json!({"removed_participations": "status", "today_tz": "project"});
+    assert_eq!(admin(&sim, "PUT", "/project-knobs", knobs).await.0, 204);
     assert_eq!(sim.project_knobs().today_tz, TodayTz::Project);
     assert!(sim.project_knobs().today_paginated, "absent knobs take their defaults");
-    assert_eq!(admin(&sim, Method::PUT, "/project-knobs", Some(json!({"today": "utc"}))).await.0 / 100, 4);
-    let (status, _) = admin(&sim, Method::DELETE, &format!("/participations/{d}/{user}"), None).await;
-    assert_eq!(status, 204);
-    assert_eq!(
-        admin(&sim, Method::DELETE, &format!("/participations/{d}/{user}"), None).await.0,
-        404,
-        "already removed"
-    );
-    let (_, truth) = admin(&sim, Method::GET, "/orgs/acme/participations", None).await;
-    let ours = truth.as_array().unwrap().iter().find(|t| t["participation"]["project_date_id"] == d).unwrap();
-    assert_eq!((ours["removed"].as_bool(), ours["participation"]["hours"].as_f64()), (Some(true), Some(2.5)));
-    assert!(ours["participation"]["checked_in_at"].is_string() && ours["changed_at"].is_string());
-    let (_, projects) = admin(&sim, Method::GET, "/orgs/acme/projects", None).await;
-    assert_eq!(projects.as_array().unwrap().len(), 7);
-    let (status, _) = admin(&sim, Method::DELETE, &format!("/dates/{d}"), None).await;
-    assert_eq!(status, 204);
-    assert_eq!(admin(&sim, Method::DELETE, &format!("/dates/{d}"), None).await.0, 404);
-    let (status, _) = admin(
-        &sim,
-        Method::PUT,
-        "/participation-mutator",
-        Some(json!({"per_second": 2.0, "weights": {"cancel": 5.0}})),
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (_, mutator) = admin(&sim, Method::GET, "/participation-mutator", None).await;
-    assert_eq!(
-        (mutator["per_second"].as_f64(), mutator["weights"]["sign_up"].as_f64()),
-        (Some(2.0), Some(4.0))
-    );
-    assert_eq!(admin(&sim, Method::PUT, "/mutators", Some(json!({"paused": true}))).await.0, 204);
+    let (_, shown) = admin(&sim, "GET", "/project-knobs", Value::Null).await;
+    assert_eq!(shown["removed_participations"], "status");
+    assert_eq!(admin(&sim, "PUT", "/project-knobs", json!({"today": "utc"})).await.0 / 100, 4);
+    let mutator = json!({"per_second": 2.0, "weights": {"cancel": 5.0}});
+    assert_eq!(admin(&sim, "PUT", "/participation-mutator", mutator).await.0, 204);
+    let (_, mutator) = admin(&sim, "GET", "/participation-mutator", Value::Null).await;
+    let rates = (mutator["per_second"].as_f64(), mutator["weights"]["sign_up"].as_f64());
+    assert_eq!(rates, (Some(2.0), Some(4.0)), "absent weights take their defaults");
+    assert_eq!(admin(&sim, "PUT", "/mutators", json!({"paused": true})).await.0, 204);
     assert!(sim.mutators_paused());
 }
