@@ -124,17 +124,20 @@ fn pick<T: Copy>(items: &[T], rng: &mut StdRng) -> Option<T> {
     (!items.is_empty()).then(|| items[rng.random_range(0..items.len())])
 }
 
-fn in_family(state: &SimState, org: OrgId, date: DateId) -> bool {
-    state.projects.org_of_date(date).is_some_and(|o| state.world.family(org).contains(&o))
+/// Whether `date` belongs to an org of `family` (computed once per change:
+/// it walks every org).
+fn in_family(state: &SimState, family: &[OrgId], date: DateId) -> bool {
+    state.projects.org_of_date(date).is_some_and(|o| family.contains(&o))
 }
 
 /// A random member signs up for a random live date (past ones too: "Add
 /// Participant" works on past dates).
 fn sign_up(state: &mut SimState, org: OrgId, rng: &mut StdRng) -> Option<(DateId, UserId)> {
+    let family = state.world.family(org);
     let dates: Vec<DateId> = state
         .projects
         .dates()
-        .filter(|d| d.deleted_at.is_none() && in_family(state, org, d.id))
+        .filter(|d| d.deleted_at.is_none() && in_family(state, &family, d.id))
         .map(|d| d.id)
         .collect();
     let members = state.world.query(org, &UserQuery::default(), OrderMode::Id, rng);
@@ -155,6 +158,7 @@ fn act_on_participation(
     kind: MutationKind,
     rng: &mut StdRng,
 ) -> Option<(DateId, UserId)> {
+    let family = state.world.family(org);
     let now = state.now();
     let store = &state.projects;
     let started = |p: &SimParticipation| store.date(p.date).is_some_and(|d| d.anytime || d.starts_at <= now);
@@ -168,7 +172,7 @@ fn act_on_participation(
     };
     let keys: Vec<(DateId, UserId)> = store
         .all_participations()
-        .filter(|p| p.is_live() && in_family(state, org, p.date) && fits(p))
+        .filter(|p| p.is_live() && in_family(state, &family, p.date) && fits(p))
         .map(|p| (p.date, p.user))
         .collect();
     let (date, user) = pick(&keys, rng)?;
@@ -246,10 +250,11 @@ fn add_date(state: &mut SimState, org: OrgId, rng: &mut StdRng) -> Option<(Proje
 }
 
 fn delete_date(state: &mut SimState, org: OrgId, rng: &mut StdRng) -> Option<DateId> {
+    let family = state.world.family(org);
     let dates: Vec<DateId> = state
         .projects
         .dates()
-        .filter(|d| d.deleted_at.is_none() && !d.anytime && in_family(state, org, d.id))
+        .filter(|d| d.deleted_at.is_none() && !d.anytime && in_family(state, &family, d.id))
         .map(|d| d.id)
         .collect();
     let date = pick(&dates, rng)?;
