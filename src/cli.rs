@@ -279,4 +279,13 @@ pub struct SimulateArgs {
     /// Edit one random user this often (e.g. `2s`), like a live organisation.
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub edit_every: Option<std::time::Duration>,
+    /// Projects seeded per organisation, with dates and participations (none by default).
+    #[arg(long, default_value_t = 0)]
+    pub projects: usize,
+    /// Participation changes per second in each organisation with Projects (0 = off).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub participation_changes: f64,
+    /// A JSON file of the Projects assumption knobs (same shape as PUT /admin/project-knobs).
+    #[arg(long, value_name = "FILE")]
+    pub project_knobs: Option<PathBuf>,
 }

@@ -1,5 +1,8 @@
 //! Plain data shared by every layer: VOMO users, time windows, changes and the
 //! token wrapper. No IO and no async here, so every layer may depend on it.
+//! Projects, Project Dates and participations live in [`projects`].
+
+pub mod projects;
 
 use std::fmt;
 
@@ -7,6 +10,8 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
+
+pub use projects::{DateId, DateRef, Hours, Participation, Project, ProjectDate, ProjectId};
 
 /// A VOMO user id. Ids are only unique within VOMO, never across customers.
 pub type VomoUserId = i64;

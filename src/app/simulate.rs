@@ -6,21 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::SimulateArgs;
-use crate::sim::{self, Faults, OrgSpec, RateLimit, SimConfig};
+use crate::sim::{self, Faults, MutatorSettings, OrgSpec, ProjectKnobs, ProjectSeed, RateLimit, SimConfig};
 
 pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let rate_limit =
         args.rate_limit.as_deref().map(RateLimit::parse).transpose().map_err(anyhow::Error::msg)?;
-    let faults = match &args.faults {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let faults: Faults = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a valid faults file", path.display()))?;
-            Some(faults)
-        }
-        None => None,
-    };
+    let faults = read_json::<Faults>(args.faults.as_deref(), "faults")?;
     let admin_port = args.admin_port.unwrap_or(if args.port == 0 { 0 } else { args.port.saturating_add(1) });
     let config = SimConfig {
         bind: args.bind,
@@ -31,6 +22,18 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         rate_limit,
         admin_secret: args.admin_secret.clone(),
         edit_every: args.edit_every,
+        anchor: None,
+        projects: (1..=args.orgs)
+            .filter(|_| args.projects > 0)
+            .map(|n| (format!("org-{n}"), ProjectSeed::projects(args.projects)))
+            .collect(),
+        project_knobs: read_json::<ProjectKnobs>(args.project_knobs.as_deref(), "project knobs")?
+            .unwrap_or_default(),
+        participation_mutator: MutatorSettings {
+            seed: args.seed,
+            per_second: args.participation_changes,
+            ..MutatorSettings::default()
+        },
     };
     let handle = sim::start(config).await?;
     if let Some(faults) = faults {
@@ -43,8 +46,27 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     for org in handle.orgs() {
         println!("  {:<8} {:>8} users  token {}", org.slug, org.users, org.tokens.join(", "));
     }
+    if args.projects > 0 {
+        println!(
+            "  {} projects per organisation; knobs {}",
+            args.projects,
+            serde_json::to_string(&handle.project_knobs())?
+        );
+    }
     println!("Press Ctrl-C to stop.");
     super::shutdown_signal().await;
     handle.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON settings file (`--faults`, `--project-knobs`), when given.
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid {what} file", path.display()))?;
+    Ok(Some(value))
 }

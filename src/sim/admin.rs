@@ -1,7 +1,8 @@
 //! The simulator's admin surface: its own port and its own Bearer secret, so a
 //! VOMO token can never reach it. Tests and demos use it to seed users, change
 //! them behind the engine's back, revoke and issue tokens, and switch faults.
-//! Every route has a twin method on [`super::SimHandle`] for in-process use.
+//! The Projects hooks (`super::projects::admin`) are merged in here. Every
+//! route has a twin method on [`super::SimHandle`] for in-process use.
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/rate-limit", put(put_rate_limit))
         .route("/admin/clock", put(put_clock))
         .route("/admin/stats", get(stats).delete(reset_stats))
+        .merge(super::projects::admin::routes())
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), require_secret))
         .with_state(shared)
 }
@@ -53,8 +55,13 @@ fn handle(shared: &Arc<Shared>) -> super::SimControl {
 impl IntoResponse for SimError {
     fn into_response(self) -> Response {
         let status = match self {
-            Self::UnknownOrg(_) | Self::UnknownUser(_) => StatusCode::NOT_FOUND,
-            Self::DuplicateOrg(_) | Self::DuplicateEmail(_) => StatusCode::CONFLICT,
+            Self::UnknownOrg(_)
+            | Self::UnknownUser(_)
+            | Self::UnknownProject(_)
+            | Self::UnknownDate(_)
+            | Self::UnknownParticipation(..) => StatusCode::NOT_FOUND,
+            Self::DuplicateOrg(_) | Self::DuplicateEmail(_) | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({"message": self.to_string()}))).into_response()

@@ -1,7 +1,8 @@
 //! The simulated VOMO surface: `GET /v1/users`, `GET /v1/users/{id}` and
 //! `POST /v1/users`, behind Bearer auth, the per-token rate limit and the
 //! active faults. Envelope, filters, validation and status codes follow
-//! vomo-api.md §10.
+//! vomo-api.md §10. The Projects routes (`super::projects::api`) are merged
+//! in here so they pass the same gate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,29 +28,26 @@ const PER_PAGE: usize = 15;
 
 /// Who is calling, established by the auth gate.
 #[derive(Clone)]
-struct Caller {
-    org: OrgId,
+pub(crate) struct Caller {
+    pub org: OrgId,
 }
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/users", get(list_users).post(upsert_user))
         .route("/v1/users/{id}", get(get_user))
+        .merge(super::projects::api::routes())
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate))
         .with_state(shared)
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
 }
 
 /// Auth, rate limit, injected faults and bookkeeping around every request.
 async fn gate(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
-    let kind = match (request.method().as_str(), request.uri().path()) {
-        ("GET", "/v1/users") => RequestKind::List,
-        ("POST", _) => RequestKind::Upsert,
-        _ => RequestKind::Detail,
-    };
+    let kind = RequestKind::of(request.method().as_str(), request.uri().path());
     let token = bearer(request.headers());
     let org = token.as_ref().and_then(|t| shared.state().world.tokens.get(t).copied());
     let (Some(token), Some(org)) = (token, org) else {
@@ -102,6 +100,24 @@ enum RequestKind {
     List,
     Detail,
     Upsert,
+    ProjectList,
+    ProjectDetail,
+    Today,
+    DateDetail,
+}
+
+impl RequestKind {
+    fn of(method: &str, path: &str) -> Self {
+        match (method, path) {
+            ("GET", "/v1/users") => Self::List,
+            ("POST", _) => Self::Upsert,
+            ("GET", "/v1/projects") => Self::ProjectList,
+            ("GET", "/v1/projects/today") => Self::Today,
+            (_, p) if p.starts_with("/v1/projects/date/") => Self::DateDetail,
+            (_, p) if p.starts_with("/v1/projects/") => Self::ProjectDetail,
+            _ => Self::Detail,
+        }
+    }
 }
 
 /// `Bearer <token>`: exactly that word, one space (vomo-api.md §10.1).
@@ -186,6 +202,10 @@ fn finish(shared: &Shared, token: &str, kind: RequestKind, response: &mut Respon
         RequestKind::List => stats.list += 1,
         RequestKind::Detail => stats.detail += 1,
         RequestKind::Upsert => stats.upsert += 1,
+        RequestKind::ProjectList => stats.project_list += 1,
+        RequestKind::ProjectDetail => stats.project_detail += 1,
+        RequestKind::Today => stats.today += 1,
+        RequestKind::DateDetail => stats.date_detail += 1,
     }
     *stats.status.entry(response.status().as_u16()).or_default() += 1;
 }
@@ -223,8 +243,15 @@ async fn list_users(
         .filter_map(|id| state.world.user(*id))
         .map(|u| render_user(&state.world, u, caller.org, quirks))
         .collect();
-    let body = serde_json::to_string(&envelope(&shared.base_url, &params, page, total, data, quirks))
-        .unwrap_or_default();
+    let body =
+        serde_json::to_string(&envelope(&shared.base_url, "users", &params, page, total, data, quirks))
+            .unwrap_or_default();
+    maybe_corrupt(&mut state, body)
+}
+
+/// A list page's response, or — by the truncation and HTML faults — a
+/// broken one in its place.
+pub(crate) fn maybe_corrupt(state: &mut SimState, body: String) -> Response {
     let faults = state.faults.clone();
     if faults.truncate_rate > 0.0 && state.rng.random_bool(faults.truncate_rate.min(1.0)) {
         let text = body;
@@ -235,7 +262,6 @@ async fn list_users(
         let html = "<!DOCTYPE html><html><head><title>Server Error</title></head><body><h1>Whoops, looks like something went wrong.</h1></body></html>";
         return raw_response(StatusCode::OK, "text/html; charset=UTF-8", html.to_owned());
     }
-    drop(state);
     raw_response(StatusCode::OK, "application/json", body)
 }
 
@@ -263,7 +289,7 @@ fn mutate_between_pages(state: &mut SimState, org: OrgId, query: &UserQuery) {
     let roll: f64 = state.rng.random();
     let (delete, anonymise) = (faults.mutate_delete_share, faults.mutate_anonymise_share);
     if roll < delete {
-        state.world.delete(id);
+        state.delete_user(id);
     } else if roll < delete + anonymise {
         state.world.anonymise(id, now);
     } else if roll < delete + anonymise + faults.mutate_create_share {
@@ -275,7 +301,7 @@ fn mutate_between_pages(state: &mut SimState, org: OrgId, query: &UserQuery) {
     }
 }
 
-type FieldErrors = Vec<(String, String)>;
+pub(crate) type FieldErrors = Vec<(String, String)>;
 
 fn parse_query(params: &[(String, String)]) -> Result<(UserQuery, usize), FieldErrors> {
     let mut query = UserQuery::default();
@@ -313,7 +339,7 @@ fn parse_query(params: &[(String, String)]) -> Result<(UserQuery, usize), FieldE
     if errors.is_empty() { Ok((query, page)) } else { Err(errors) }
 }
 
-fn validation_error(errors: FieldErrors) -> Response {
+pub(crate) fn validation_error(errors: FieldErrors) -> Response {
     let mut map = Map::new();
     for (field, text) in errors {
         let entry = map.entry(field).or_insert_with(|| Value::Array(Vec::new()));
@@ -342,8 +368,8 @@ impl Scalar {
 }
 
 #[derive(Serialize)]
-struct Envelope<'a> {
-    data: Vec<UserOut<'a>>,
+pub(crate) struct Envelope<T> {
+    data: Vec<T>,
     links: LinksOut,
     meta: MetaOut,
 }
@@ -367,17 +393,19 @@ struct MetaOut {
     last_page: Scalar,
 }
 
-/// `{data, links, meta}` with absolute links that keep every query parameter.
-fn envelope<'a>(
+/// `{data, links, meta}` for `resource` (e.g. `users`) with absolute links
+/// that keep every query parameter.
+pub(crate) fn envelope<T>(
     base_url: &str,
+    resource: &str,
     params: &[(String, String)],
     page: usize,
     total: usize,
-    data: Vec<UserOut<'a>>,
+    data: Vec<T>,
     quirks: Quirks,
-) -> Envelope<'a> {
+) -> Envelope<T> {
     let last_page = total.div_ceil(PER_PAGE).max(1);
-    let path = format!("{base_url}/users");
+    let path = format!("{base_url}/{resource}");
     let link = |n: usize| {
         let mut serializer = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in params.iter().filter(|(k, _)| k != "page") {
@@ -464,10 +492,15 @@ fn render_user<'a>(world: &World, user: &'a SimUser, org: OrgId, quirks: Quirks)
     }
 }
 
-fn render_detail(world: &World, user: &SimUser, org: OrgId, quirks: Quirks) -> Value {
-    let mut value = serde_json::to_value(render_user(world, user, org, quirks)).unwrap_or(Value::Null);
+/// The detail shape; `participations` are the user's in the token's org
+/// family (P13).
+fn render_detail(state: &SimState, user: &SimUser, org: OrgId) -> Value {
+    let mut value = serde_json::to_value(render_user(&state.world, user, org, state.faults.quirks))
+        .unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        map.insert("participations".into(), Value::Array(user.participations.clone()));
+        let mut participations = super::projects::api::user_participations(state, user.id, org);
+        participations.extend(user.participations.iter().cloned());
+        map.insert("participations".into(), Value::Array(participations));
         map.insert("profile_field_values".into(), Value::Array(user.profile_field_values.clone()));
     }
     value
@@ -507,10 +540,7 @@ async fn get_user(
     let Ok(numeric) = id.trim().parse::<i64>() else { return not_found() };
     let state = shared.state();
     match state.world.user(numeric).filter(|u| state.world.visible_to(u, caller.org)) {
-        Some(user) => {
-            axum::Json(json!({ "data": render_detail(&state.world, user, caller.org, state.faults.quirks) }))
-                .into_response()
-        }
+        Some(user) => axum::Json(json!({ "data": render_detail(&state, user, caller.org) })).into_response(),
         None => not_found(),
     }
 }
@@ -590,8 +620,7 @@ async fn upsert_user(
             (StatusCode::OK, id)
         }
     };
-    let quirks = state.faults.quirks;
-    let data = state.world.user(id).map(|u| render_detail(&state.world, u, caller.org, quirks));
+    let data = state.world.user(id).map(|u| render_detail(&state, u, caller.org));
     let (code, text) =
         if status == StatusCode::CREATED { ("201", "User created.") } else { ("200", "User updated.") };
     (status, axum::Json(json!({ "code": code, "message": text, "data": data }))).into_response()

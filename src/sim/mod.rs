@@ -1,13 +1,15 @@
-//! A local VOMO: an axum server faithful to vomo-api.md §10 for `/v1/users`,
-//! with an admin surface on its own port (its own secret) to seed users, change
-//! them behind the sync engine's back, revoke tokens and switch faults on.
-//! Used by tests, benchmarks, `vomo-sync simulate` and the demo; never by the
-//! engine itself.
+//! A local VOMO: an axum server faithful to vomo-api.md §10 for `/v1/users`
+//! and §12.7 for Projects, Project Dates and participations ([`projects`]),
+//! with an admin surface on its own port (its own secret) to seed users and
+//! Projects, change them behind the sync engine's back, revoke tokens and
+//! switch faults on. Used by tests, benchmarks, `vomo-sync simulate` and the
+//! demo; never by the engine itself.
 
 mod admin;
 mod api;
 pub mod faults;
 pub mod model;
+pub mod projects;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use faults::{Faults, Quirks, RateLimit};
 use model::{Membership, OrgId, SimUser, World};
 pub use model::{OrderMode, RemovalMode, UserId};
+pub use projects::{MutatorSettings, ProjectKnobs, ProjectSeed};
 
 /// Errors of the simulator's own API.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,16 @@ pub enum SimError {
     DuplicateOrg(String),
     #[error("e-mail {0:?} is already taken")]
     DuplicateEmail(String),
+    #[error("no project {0}")]
+    UnknownProject(i64),
+    #[error("no project date {0}")]
+    UnknownDate(i64),
+    #[error("no live participation of user {1} in project date {0}")]
+    UnknownParticipation(i64, UserId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One organisation to create at start-up.
@@ -63,6 +76,16 @@ pub struct SimConfig {
     /// A background edit of one random user this often (the demo's live
     /// stream of changes).
     pub edit_every: Option<Duration>,
+    /// The simulated clock's start (Unix seconds): users and Projects are
+    /// seeded relative to it, so the same seed and anchor give the same
+    /// world. Default: the real clock.
+    pub anchor: Option<i64>,
+    /// Projects to seed, by org slug (P21); none unless asked for, so the
+    /// user world is what it always was.
+    pub projects: BTreeMap<String, ProjectSeed>,
+    pub project_knobs: ProjectKnobs,
+    /// The background participation mutator (P19); off at rate 0.
+    pub participation_mutator: MutatorSettings,
 }
 
 impl Default for SimConfig {
@@ -76,6 +99,10 @@ impl Default for SimConfig {
             rate_limit: None,
             admin_secret: None,
             edit_every: None,
+            anchor: None,
+            projects: BTreeMap::new(),
+            project_knobs: ProjectKnobs::default(),
+            participation_mutator: MutatorSettings::default(),
         }
     }
 }
@@ -87,6 +114,16 @@ pub struct TokenStats {
     pub list: u64,
     pub detail: u64,
     pub upsert: u64,
+    /// `GET /projects`, `GET /projects/{id}`, `GET /projects/today`,
+    /// `GET /projects/date/{id}`.
+    #[serde(default)]
+    pub project_list: u64,
+    #[serde(default)]
+    pub project_detail: u64,
+    #[serde(default)]
+    pub today: u64,
+    #[serde(default)]
+    pub date_detail: u64,
     /// Status code → count.
     pub status: BTreeMap<u16, u64>,
 }
@@ -102,6 +139,10 @@ pub(crate) struct SimState {
     pub storm_left: u64,
     pub clock_offset: i64,
     pub stats: BTreeMap<String, TokenStats>,
+    pub projects: projects::store::Store,
+    pub mutator: projects::mutator::MutatorState,
+    /// Pauses the user edit stream and the participation mutator together.
+    pub mutators_paused: bool,
     token_counter: u64,
     seed: u64,
 }
@@ -122,6 +163,16 @@ impl SimState {
 
     fn org(&self, slug: &str) -> Result<OrgId, SimError> {
         self.world.org_by_slug(slug).ok_or_else(|| SimError::UnknownOrg(slug.to_owned()))
+    }
+
+    /// Hard-deletes a user; their participations go with them (P16).
+    pub fn delete_user(&mut self, id: UserId) -> bool {
+        let now = self.now();
+        let deleted = self.world.delete(id);
+        if deleted {
+            self.projects.user_deleted(id, now);
+        }
+        deleted
     }
 }
 
@@ -223,22 +274,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     };
     let (api_listener, api_addr) = bind(config.port).await?;
     let (admin_listener, admin_addr) = bind(config.admin_port).await?;
-    let mut state = SimState {
-        world: World::new(),
-        faults: Faults::default(),
-        rng: StdRng::seed_from_u64(config.seed),
-        storm_left: 0,
-        clock_offset: 0,
-        stats: BTreeMap::new(),
-        token_counter: 0,
-        seed: config.seed,
-    };
-    let now = state.now();
-    for spec in &config.orgs {
-        let org = state.world.add_org(&spec.slug, &spec.slug, None);
-        model::seed_users(&mut state.world, org, spec.users, config.seed, now);
-        state.new_token(org);
-    }
+    let state = initial_state(&config)?;
     let admin_secret = config.admin_secret.clone().unwrap_or_else(|| {
         let bytes: [u8; 16] = StdRng::seed_from_u64(config.seed ^ 0xAD41_u64).random();
         format!("sim-admin-{}", hex::encode(bytes))
@@ -256,12 +292,48 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     if let Some(every) = config.edit_every {
         tokio::spawn(edit_stream(Arc::clone(&shared), every, cancel.clone()));
     }
+    tokio::spawn(projects::mutator::run(Arc::clone(&shared), cancel.clone()));
     Ok(SimHandle {
         control: SimControl { shared },
         admin_url: format!("http://{admin_addr}/admin"),
         addr: api_addr,
         cancel,
     })
+}
+
+/// The seeded world: orgs with users and tokens, then the Projects asked for
+/// (after every user, so Projects never change a user id).
+fn initial_state(config: &SimConfig) -> Result<SimState, SimError> {
+    let mut state = SimState {
+        world: World::new(),
+        faults: Faults::default(),
+        rng: StdRng::seed_from_u64(config.seed),
+        storm_left: 0,
+        clock_offset: 0,
+        stats: BTreeMap::new(),
+        projects: projects::store::Store::default(),
+        mutator: projects::mutator::MutatorState::default(),
+        mutators_paused: false,
+        token_counter: 0,
+        seed: config.seed,
+    };
+    if let Some(anchor) = config.anchor {
+        state.clock_offset = anchor - chrono::Utc::now().timestamp();
+    }
+    // The anchor itself, not the clock read again: a second boundary
+    // crossed meanwhile would make two runs differ.
+    let now = config.anchor.unwrap_or_else(|| state.now());
+    for spec in &config.orgs {
+        let org = state.world.add_org(&spec.slug, &spec.slug, None);
+        model::seed_users(&mut state.world, org, spec.users, config.seed, now);
+        state.new_token(org);
+    }
+    for (slug, spec) in &config.projects {
+        projects::control::seed_into(&mut state, slug, *spec, config.seed, now)?;
+    }
+    state.projects.knobs = config.project_knobs;
+    state.mutator.set(config.participation_mutator);
+    Ok(state)
 }
 
 fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken) {
@@ -285,7 +357,7 @@ async fn edit_stream(shared: Arc<Shared>, every: Duration, cancel: CancellationT
         }
         let mut state = shared.state();
         let orgs = state.world.orgs.len();
-        if orgs == 0 {
+        if orgs == 0 || state.mutators_paused {
             continue;
         }
         let org = state.rng.random_range(0..orgs);
@@ -391,7 +463,7 @@ impl SimControl {
     }
 
     pub fn delete_user(&self, id: UserId) -> Result<(), SimError> {
-        self.shared.state().world.delete(id).then_some(()).ok_or(SimError::UnknownUser(id))
+        self.shared.state().delete_user(id).then_some(()).ok_or(SimError::UnknownUser(id))
     }
 
     pub fn anonymise_user(&self, id: UserId) -> Result<(), SimError> {

@@ -1,10 +1,13 @@
 //! The VOMO API client. Knows HTTP and VOMO's wire format; knows nothing of
 //! jobs, the state DB or destinations. One [`VomoClient`] per customer token;
 //! they share one connection pool. The client never retries: it returns typed
-//! errors and the engine decides (budgets, backoff, stopping on 401).
+//! errors and the engine decides (budgets, backoff, stopping on 401). The
+//! Projects calls are in [`projects`].
 
 pub mod error;
+pub mod projects;
 pub mod wire;
+pub mod wire_projects;
 
 use std::time::Duration;
 
@@ -15,6 +18,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::VomoError;
+pub use projects::{
+    ProjectDateDetail, ProjectDetail, ProjectFilter, ProjectPage, TodayPage, UserParticipations,
+};
 
 use crate::domain::{ApiToken, User, VomoUserId};
 use error::excerpt;

@@ -2,7 +2,8 @@
 //! tolerant of every spec defect vomo-api.md lists — numbers and ids as
 //! strings, `"null"` strings in links, unknown status values, missing optional
 //! fields, timestamps with or without fractions — and converts into
-//! [`crate::domain`] types.
+//! [`crate::domain`] types. The Projects shapes are in `wire_projects`, which
+//! shares the lenient scalar decoders below.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -287,22 +288,22 @@ impl<'de> Visitor<'de> for LenientInt {
     }
 }
 
-fn lenient_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(super) fn lenient_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     d.deserialize_any(LenientInt)
 }
 
-fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     lenient_opt_i64(d)?.ok_or_else(|| de::Error::custom("missing integer"))
 }
 
-fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match lenient_opt_i64(d)? {
         Some(v) => u64::try_from(v).map(Some).map_err(|_| de::Error::custom(format!("{v} is negative"))),
         None => Ok(None),
     }
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(super) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     lenient_opt_u64(d)?.ok_or_else(|| de::Error::custom("missing number"))
 }
 
@@ -312,7 +313,7 @@ fn null_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
     Ok(value.filter(|s| s != "null" && !s.is_empty()))
 }
 
-fn vomo_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+pub(super) fn vomo_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let text = String::deserialize(d)?;
     parse_vomo_time(&text).ok_or_else(|| de::Error::custom(format!("{text:?} is not a timestamp")))
 }
