@@ -279,4 +279,11 @@ pub struct SimulateArgs {
     /// Edit one random user this often (e.g. `2s`), like a live organisation.
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub edit_every: Option<std::time::Duration>,
+    /// Also run a HubSpot simulator (a `hubspot:` destination's `base=`), with HubSpot's
+    /// documented Free/Starter private-app limits.
+    #[arg(long)]
+    pub hubspot: bool,
+    /// Port of the HubSpot simulator (0 picks a free one); its admin surface is the next port.
+    #[arg(long, default_value_t = 8090, requires = "hubspot")]
+    pub hubspot_port: u16,
 }

@@ -6,8 +6,10 @@
 //! Destinations know nothing of VOMO or the state DB.
 //!
 //! Specs (`--dest`): `postgres://…[?table=NAME]`, `webhook:URL[,secret-env=NAME
-//! | ,secret-file=PATH]`, `jsonl:PATH`.
+//! | ,secret-file=PATH]`, `jsonl:PATH`, `hubspot:token-env=NAME|token-file=PATH
+//! [,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]`.
 
+pub mod hubspot;
 mod jsonl;
 pub mod postgres;
 mod spec;
@@ -17,7 +19,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::{Change, FailureClass, format_rfc3339};
-pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_table};
+pub use spec::{
+    DestinationSpec, HUBSPOT_BASE, HUBSPOT_RATE, HubspotDeletes, HubspotSpec, SecretSource, SpecError,
+    default_names, valid_table,
+};
 
 /// Why one change (or a whole batch) did not reach a destination.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,15 +30,36 @@ pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_ta
 pub struct DestError {
     pub class: FailureClass,
     pub message: String,
+    /// Set when the failure is about the destination as a whole, not this
+    /// change: every further change would fail the same way until someone
+    /// acts (or, for the daily limit, until a time). The engine should stop
+    /// sending to this destination and say so, as it does when VOMO rejects
+    /// a customer's token. Such errors are classed retryable, so changes
+    /// parked meanwhile go through once the cause is gone.
+    pub halt: Option<Halt>,
+}
+
+/// Why a destination cannot take any change for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// The destination rejected its credentials (HTTP 401): the token is
+    /// wrong, expired or revoked; an operator must replace it.
+    TokenRejected,
+    /// The credentials lack permissions (HTTP 403), e.g. HubSpot scopes;
+    /// `missing_scopes` names them when the destination said which.
+    Forbidden { missing_scopes: Vec<String> },
+    /// The destination's daily request allowance is used up; nothing is
+    /// sent before `until`.
+    DailyLimit { until: DateTime<Utc> },
 }
 
 impl DestError {
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Retryable, message: message.into() }
+        Self { class: FailureClass::Retryable, message: message.into(), halt: None }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Permanent, message: message.into() }
+        Self { class: FailureClass::Permanent, message: message.into(), halt: None }
     }
 }
 
@@ -51,6 +77,7 @@ enum Inner {
     Postgres(postgres::PostgresDest),
     Webhook(webhook::WebhookDest),
     Jsonl(jsonl::JsonlDest),
+    Hubspot(hubspot::HubspotDest),
 }
 
 impl std::fmt::Debug for Destination {
@@ -78,6 +105,7 @@ impl Destination {
                 Inner::Webhook(webhook::WebhookDest::new(url, secret, http.clone())?)
             }
             DestinationSpec::Jsonl { path } => Inner::Jsonl(jsonl::JsonlDest::new(path)),
+            DestinationSpec::Hubspot(h) => Inner::Hubspot(hubspot::HubspotDest::new(h, http.clone())?),
         };
         Ok(Self { name: name.to_owned(), spec: spec.clone(), inner })
     }
@@ -97,6 +125,7 @@ impl Destination {
             Inner::Postgres(d) => d.check().await,
             Inner::Webhook(d) => d.check().await,
             Inner::Jsonl(d) => d.check().await,
+            Inner::Hubspot(d) => d.check().await,
         }
     }
 
@@ -109,6 +138,7 @@ impl Destination {
             Inner::Postgres(d) => d.apply(changes, synced_at).await,
             Inner::Webhook(d) => d.apply(customer, changes, synced_at).await,
             Inner::Jsonl(d) => d.apply(customer, changes, synced_at).await,
+            Inner::Hubspot(d) => d.apply(changes).await,
         };
         debug_assert_eq!(outcomes.len(), changes.len());
         outcomes
@@ -119,7 +149,17 @@ impl Destination {
     pub async fn missing_or_different(&self, users: &[&crate::domain::User]) -> Result<Vec<i64>, DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.missing_or_different(users).await,
+            Inner::Hubspot(d) => d.missing_or_different(users).await,
             Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The request budget of a destination that has one (HubSpot): rate,
+    /// requests, 429s by policy, the daily allowance and a daily stop.
+    pub fn budget_figures(&self) -> Option<hubspot::BudgetFigures> {
+        match &self.inner {
+            Inner::Hubspot(d) => Some(d.figures()),
+            Inner::Postgres(_) | Inner::Webhook(_) | Inner::Jsonl(_) => None,
         }
     }
 
@@ -129,7 +169,7 @@ impl Destination {
     ) -> Result<Vec<(i64, std::collections::BTreeMap<String, Option<String>>)>, DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.pending_edits().await,
-            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+            Inner::Webhook(_) | Inner::Jsonl(_) | Inner::Hubspot(_) => Ok(Vec::new()),
         }
     }
 
@@ -142,7 +182,7 @@ impl Destination {
     ) -> Result<(), DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.mark_written(id, values, updated_at).await,
-            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(()),
+            Inner::Webhook(_) | Inner::Jsonl(_) | Inner::Hubspot(_) => Ok(()),
         }
     }
 

@@ -7,6 +7,7 @@
 mod admin;
 mod api;
 pub mod faults;
+pub mod hubspot;
 pub mod model;
 
 use std::collections::BTreeMap;
