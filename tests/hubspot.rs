@@ -522,6 +522,18 @@ async fn existing_contacts_with_the_same_emails_are_adopted_not_duplicated() {
     assert!(refused.message.contains("VOMO user 999"), "{}", refused.message);
     assert!(outcomes[21..].iter().all(Result::is_ok));
     assert_eq!(sim.contacts().len(), 30, "20 adopted + 1 untouched + 9 new, no duplicates");
+
+    // A HubSpot answering all or nothing: the batch's 409 is split down to
+    // the conflicting user, who is then adopted all the same.
+    let whole = new_sim().await;
+    let harness = ready(&whole).await;
+    let known = whole.seed_contact(&[("email", "user4@example.org")]).unwrap();
+    whole.set_faults(HubspotFaults { whole_batch_errors: true, ..HubspotFaults::default() });
+    let outcomes =
+        harness.dest.apply("acme", &(1..=6).map(user).map(upsert).collect::<Vec<_>>(), Utc::now()).await;
+    assert_eq!(outcomes[3].as_ref().unwrap(), &known.to_string());
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(whole.contacts().len(), 6);
 }
 
 #[tokio::test]

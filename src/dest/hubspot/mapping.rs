@@ -156,6 +156,11 @@ impl Field {
     }
 }
 
+/// A `[dest.hubspot.properties]` table as the configuration carries it:
+/// VOMO field name → HubSpot property name. Validated by
+/// [`PropertyMap::with_overrides`].
+pub type PropertyOverrides = BTreeMap<String, String>;
+
 /// Why a property override table was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid HubSpot property mapping: {0}")]
@@ -185,7 +190,7 @@ fn valid_property(name: &str) -> bool {
 impl PropertyMap {
     /// The defaults with `overrides` (VOMO field name → HubSpot property
     /// name, as a `[dest.hubspot.properties]` table carries them) applied.
-    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> Result<Self, MappingError> {
+    pub fn with_overrides(overrides: &PropertyOverrides) -> Result<Self, MappingError> {
         let mut map = Self::default();
         for (field, property) in overrides {
             let property = property.trim();
@@ -330,6 +335,19 @@ mod tests {
             let err = PropertyMap::with_overrides(&overrides(&pairs)).unwrap_err().to_string();
             assert!(err.contains(says), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn an_override_table_comes_from_toml() {
+        #[derive(serde::Deserialize)]
+        struct Section {
+            properties: PropertyOverrides,
+        }
+        let section: Section = toml::from_str("[properties]\nphone = \"mobilephone\"\n").unwrap();
+        let map = PropertyMap::with_overrides(&section.properties).unwrap();
+        assert!(map.iter().any(|(f, p)| f == Field::Phone && p == "mobilephone"));
+        let typo: Section = toml::from_str("[properties]\nphnoe = \"mobilephone\"\n").unwrap();
+        assert!(PropertyMap::with_overrides(&typo.properties).is_err());
     }
 
     #[test]

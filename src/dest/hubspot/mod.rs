@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 
 pub use budget::BudgetFigures;
 use client::{CallError, Client, HubspotError};
-pub use mapping::{Field, ID_PROPERTY, MappingError, PropertyMap};
+pub use mapping::{Field, ID_PROPERTY, MappingError, PropertyMap, PropertyOverrides};
 
 use super::spec::{HubspotDeletes, HubspotSpec};
 use super::{DestError, Halt, Outcome};
@@ -394,40 +394,57 @@ impl HubspotDest {
     }
 
     /// `batch/update` by HubSpot id, setting `vomo_user_id` with the rest.
-    async fn update_by_id(&self, items: &[Conflict<'_>]) -> Vec<(usize, Outcome)> {
-        if items.is_empty() {
-            return Vec::new();
-        }
-        let inputs: Vec<Value> = items
-            .iter()
-            .map(|(_, user, existing)| {
-                let mut properties = self.map.properties(user);
-                properties.insert(ID_PROPERTY.to_owned(), Value::String(user.id.to_string()));
-                json!({"id": existing, "objectWriteTraceId": user.id.to_string(), "properties": properties})
-            })
-            .collect();
-        let path = format!("{CONTACTS}/batch/update");
-        let listed: Vec<Item<'_>> = items.iter().map(|(at, user, _)| (*at, *user)).collect();
-        match self.client.call(Method::POST, &path, Some(&json!({ "inputs": inputs }))).await {
-            Ok(reply) => {
-                let (mut done, conflicts) = self.per_input(&listed, &reply.body);
-                for (at, user, existing) in conflicts {
-                    let message = format!(
-                        "HubSpot {}: adopting contact {existing} for user {} conflicts again",
-                        self.shown, user.id
-                    );
-                    done.push((at, Err(DestError::permanent(message))));
+    /// A batch refused as a whole is retried one contact at a time.
+    fn update_by_id<'a>(&'a self, items: &'a [Conflict<'a>]) -> Boxed<'a, Vec<(usize, Outcome)>> {
+        Box::pin(async move {
+            if items.is_empty() {
+                return Vec::new();
+            }
+            let inputs: Vec<Value> = items
+                .iter()
+                .map(|(_, user, existing)| {
+                    let mut properties = self.map.properties(user);
+                    properties.insert(ID_PROPERTY.to_owned(), Value::String(user.id.to_string()));
+                    json!({"id": existing, "objectWriteTraceId": user.id.to_string(), "properties": properties})
+                })
+                .collect();
+            let path = format!("{CONTACTS}/batch/update");
+            let error = match self.client.call(Method::POST, &path, Some(&json!({ "inputs": inputs }))).await
+            {
+                Ok(reply) => return self.adopted(items, &reply.body),
+                Err(error) => error,
+            };
+            match &error {
+                CallError::Status { .. } if about_inputs(&error) && items.len() > 1 => {
+                    let mut done = Vec::new();
+                    for item in items {
+                        done.extend(self.update_by_id(std::slice::from_ref(item)).await);
+                    }
+                    done
                 }
-                done
+                CallError::Status { error: said, .. } if about_inputs(&error) => {
+                    vec![(items[0].0, Err(self.refused(items[0].1.id, said)))]
+                }
+                _ => {
+                    let error = self.error(&error);
+                    items.iter().map(|(at, _, _)| (*at, Err(error.clone()))).collect()
+                }
             }
-            Err(CallError::Status { error: said, .. }) if items.len() == 1 && !said.message.is_empty() => {
-                vec![(items[0].0, Err(self.refused(items[0].1.id, &said)))]
-            }
-            Err(e) => {
-                let error = self.error(&e);
-                items.iter().map(|(at, _, _)| (*at, Err(error.clone()))).collect()
-            }
+        })
+    }
+
+    /// The outcomes of an adoption; a second conflict is permanent.
+    fn adopted(&self, items: &[Conflict<'_>], body: &Value) -> Vec<(usize, Outcome)> {
+        let listed: Vec<Item<'_>> = items.iter().map(|(at, user, _)| (*at, *user)).collect();
+        let (mut done, conflicts) = self.per_input(&listed, body);
+        for (at, user, existing) in conflicts {
+            let message = format!(
+                "HubSpot {}: adopting contact {existing} for user {} conflicts again",
+                self.shown, user.id
+            );
+            done.push((at, Err(DestError::permanent(message))));
         }
+        done
     }
 
     /// `batch/read` of ≤ 100 ids by `id_property`: found id → its properties.
