@@ -288,4 +288,11 @@ pub struct SimulateArgs {
     /// A JSON file of the Projects assumption knobs (same shape as PUT /admin/project-knobs).
     #[arg(long, value_name = "FILE")]
     pub project_knobs: Option<PathBuf>,
+    /// Also run a HubSpot simulator (a `hubspot:` destination's `base=`), with HubSpot's
+    /// documented Free/Starter private-app limits.
+    #[arg(long)]
+    pub hubspot: bool,
+    /// Port of the HubSpot simulator (0 picks a free one); its admin surface is the next port.
+    #[arg(long, default_value_t = 8090, requires = "hubspot")]
+    pub hubspot_port: u16,
 }

@@ -62,10 +62,6 @@ fn ids(changes: &[Change]) -> Vec<Outcome> {
     changes.iter().map(|c| Ok(c.vomo_user_id.to_string())).collect()
 }
 
-fn http(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(timeout).build().unwrap()
-}
-
 /// Receivers in these tests listen on loopback, which the operator allows.
 fn outbound(timeout: Duration) -> OutboundPolicy {
     OutboundPolicy::from_entries(&["127.0.0.1".into()]).unwrap().with_timeout(timeout)
@@ -74,7 +70,7 @@ fn outbound(timeout: Duration) -> OutboundPolicy {
 async fn connect(spec: &str) -> Result<Destination, DestError> {
     let spec = DestinationSpec::parse(spec).unwrap();
     let timeout = Duration::from_secs(5);
-    Destination::connect("test", &spec, &http(timeout), &outbound(timeout), &[]).await
+    Destination::connect("test", &spec, &outbound(timeout), &[]).await
 }
 
 fn only_error(outcome: &Outcome) -> &DestError {
@@ -395,7 +391,7 @@ async fn webhook_dest(url: &str, dir: &Path, timeout: Duration) -> Destination {
     let file = dir.join("hook.key");
     std::fs::write(&file, format!("{SECRET}\n")).unwrap();
     let spec = DestinationSpec::parse(&format!("webhook:{url},secret-file={}", file.display())).unwrap();
-    Destination::connect("hook", &spec, &http(timeout), &outbound(timeout), &[]).await.unwrap()
+    Destination::connect("hook", &spec, &outbound(timeout), &[]).await.unwrap()
 }
 
 fn mixed_batch() -> Vec<Change> {

@@ -1,11 +1,13 @@
-//! `vomo-sync simulate`: a local VOMO on loopback until Ctrl-C, printing what a
-//! user needs to point curl, the demo or a customer at it.
+//! `vomo-sync simulate`: a local VOMO (and with `--hubspot` a local HubSpot)
+//! on loopback until Ctrl-C, printing what a user needs to point curl, the
+//! demo or a customer at it.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cli::SimulateArgs;
+use crate::sim::hubspot::{self, HubspotSimConfig};
 use crate::sim::{self, Faults, MutatorSettings, OrgSpec, ProjectKnobs, ProjectSeed, RateLimit, SimConfig};
 
 pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
@@ -53,9 +55,13 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_string(&handle.project_knobs())?
         );
     }
+    let hubspot = if args.hubspot { Some(start_hubspot(args).await?) } else { None };
     println!("Press Ctrl-C to stop.");
     super::shutdown_signal().await;
     handle.shutdown();
+    if let Some(hubspot) = hubspot {
+        hubspot.shutdown();
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,4 +75,31 @@ fn read_json<T: serde::de::DeserializeOwned>(
     let value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid {what} file", path.display()))?;
     Ok(Some(value))
+}
+
+/// The HubSpot simulator beside VOMO's; prints what a `hubspot:` destination needs.
+async fn start_hubspot(args: &SimulateArgs) -> anyhow::Result<hubspot::HubspotSim> {
+    let admin_port = if args.hubspot_port == 0 { 0 } else { args.hubspot_port.saturating_add(1) };
+    let config = HubspotSimConfig {
+        bind: args.bind,
+        port: args.hubspot_port,
+        admin_port,
+        seed: args.seed,
+        admin_secret: args.admin_secret.clone(),
+        ..HubspotSimConfig::default()
+    };
+    let sim = hubspot::start(config).await?;
+    let limits = sim.limits();
+    let shown = |n: Option<u64>| n.map_or_else(|| "none".to_owned(), |n| n.to_string());
+    println!("HubSpot simulator (seed {})", args.seed);
+    println!("  base URL   {}", sim.base_url());
+    println!("  admin URL  {}  (Authorization: Bearer {})", sim.admin_url(), sim.admin_secret());
+    println!(
+        "  limits     {} requests / 10 s, {} / day per account",
+        shown(limits.ten_secondly.map(u64::from)),
+        shown(limits.daily)
+    );
+    println!("  token      {}  (scopes {})", sim.default_token(), hubspot::ALL_SCOPES.join(", "));
+    println!("  dest spec  hubspot:token-env=HS_TOKEN,base={}", sim.base_url());
+    Ok(sim)
 }

@@ -6,8 +6,10 @@
 //! Destinations know nothing of VOMO or the state DB.
 //!
 //! Specs (`--dest`): `postgres://…[?table=NAME]`, `webhook:URL[,secret-env=NAME
-//! | ,secret-file=PATH]`, `jsonl:PATH`.
+//! | ,secret-file=PATH]`, `jsonl:PATH`, `hubspot:token-env=NAME|token-file=PATH
+//! [,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]`.
 
+pub mod hubspot;
 mod jsonl;
 pub mod postgres;
 mod spec;
@@ -18,7 +20,10 @@ use serde_json::{Value, json};
 
 use crate::domain::{Change, FailureClass, format_rfc3339};
 use crate::outbound::OutboundPolicy;
-pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_table};
+pub use spec::{
+    DestinationSpec, HUBSPOT_BASE, HUBSPOT_RATE, HubspotDeletes, HubspotSpec, SecretSource, SpecError,
+    default_names, valid_table,
+};
 
 /// Why one change (or a whole batch) did not reach a destination.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,15 +31,36 @@ pub use spec::{DestinationSpec, SecretSource, SpecError, default_names, valid_ta
 pub struct DestError {
     pub class: FailureClass,
     pub message: String,
+    /// Set when the failure is about the destination as a whole, not this
+    /// change: every further change would fail the same way until someone
+    /// acts (or, for the daily limit, until a time). The engine should stop
+    /// sending to this destination and say so, as it does when VOMO rejects
+    /// a customer's token. Such errors are classed retryable, so changes
+    /// parked meanwhile go through once the cause is gone.
+    pub halt: Option<Halt>,
+}
+
+/// Why a destination cannot take any change for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// The destination rejected its credentials (HTTP 401): the token is
+    /// wrong, expired or revoked; an operator must replace it.
+    TokenRejected,
+    /// The credentials lack permissions (HTTP 403), e.g. HubSpot scopes;
+    /// `missing_scopes` names them when the destination said which.
+    Forbidden { missing_scopes: Vec<String> },
+    /// The destination's daily request allowance is used up; nothing is
+    /// sent before `until`.
+    DailyLimit { until: DateTime<Utc> },
 }
 
 impl DestError {
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Retryable, message: message.into() }
+        Self { class: FailureClass::Retryable, message: message.into(), halt: None }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { class: FailureClass::Permanent, message: message.into() }
+        Self { class: FailureClass::Permanent, message: message.into(), halt: None }
     }
 }
 
@@ -52,6 +78,7 @@ enum Inner {
     Postgres(postgres::PostgresDest),
     Webhook(webhook::WebhookDest),
     Jsonl(jsonl::JsonlDest),
+    Hubspot(hubspot::HubspotDest),
 }
 
 impl std::fmt::Debug for Destination {
@@ -69,7 +96,6 @@ impl Destination {
     pub async fn connect(
         name: &str,
         spec: &DestinationSpec,
-        _http: &reqwest::Client,
         outbound: &OutboundPolicy,
         owned: &[String],
     ) -> Result<Self, DestError> {
@@ -81,6 +107,15 @@ impl Destination {
                 Inner::Webhook(webhook::WebhookDest::new(url, secret, outbound)?)
             }
             DestinationSpec::Jsonl { path } => Inner::Jsonl(jsonl::JsonlDest::new(path)),
+            DestinationSpec::Hubspot(h) => {
+                // Its own client, bound by the outbound rules like a webhook's.
+                let base = url::Url::parse(&h.base)
+                    .map_err(|e| DestError::permanent(format!("HubSpot base URL: {e}")))?;
+                let http = outbound
+                    .client_for(&base)
+                    .map_err(|reason| DestError::permanent(format!("HubSpot {}: {reason}", h.base)))?;
+                Inner::Hubspot(hubspot::HubspotDest::new(h, http)?)
+            }
         };
         Ok(Self { name: name.to_owned(), spec: spec.clone(), inner })
     }
@@ -100,6 +135,7 @@ impl Destination {
             Inner::Postgres(d) => d.check().await,
             Inner::Webhook(d) => d.check().await,
             Inner::Jsonl(d) => d.check().await,
+            Inner::Hubspot(d) => d.check().await,
         }
     }
 
@@ -112,6 +148,7 @@ impl Destination {
             Inner::Postgres(d) => d.apply(changes, synced_at).await,
             Inner::Webhook(d) => d.apply(customer, changes, synced_at).await,
             Inner::Jsonl(d) => d.apply(customer, changes, synced_at).await,
+            Inner::Hubspot(d) => d.apply(changes).await,
         };
         debug_assert_eq!(outcomes.len(), changes.len());
         outcomes
@@ -122,7 +159,17 @@ impl Destination {
     pub async fn missing_or_different(&self, users: &[&crate::domain::User]) -> Result<Vec<i64>, DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.missing_or_different(users).await,
+            Inner::Hubspot(d) => d.missing_or_different(users).await,
             Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The request budget of a destination that has one (HubSpot): rate,
+    /// requests, 429s by policy, the daily allowance and a daily stop.
+    pub fn budget_figures(&self) -> Option<hubspot::BudgetFigures> {
+        match &self.inner {
+            Inner::Hubspot(d) => Some(d.figures()),
+            Inner::Postgres(_) | Inner::Webhook(_) | Inner::Jsonl(_) => None,
         }
     }
 
@@ -132,7 +179,7 @@ impl Destination {
     ) -> Result<Vec<(i64, std::collections::BTreeMap<String, Option<String>>)>, DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.pending_edits().await,
-            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(Vec::new()),
+            Inner::Webhook(_) | Inner::Jsonl(_) | Inner::Hubspot(_) => Ok(Vec::new()),
         }
     }
 
@@ -145,7 +192,7 @@ impl Destination {
     ) -> Result<(), DestError> {
         match &self.inner {
             Inner::Postgres(d) => d.mark_written(id, values, updated_at).await,
-            Inner::Webhook(_) | Inner::Jsonl(_) => Ok(()),
+            Inner::Webhook(_) | Inner::Jsonl(_) | Inner::Hubspot(_) => Ok(()),
         }
     }
 

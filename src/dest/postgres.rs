@@ -381,7 +381,7 @@ impl PostgresDest {
     /// An error that concerns the whole destination.
     fn error(&self, e: &sqlx::Error) -> DestError {
         let message = format!("PostgreSQL {} (table {}): {}", self.shown, self.table, self.reason(e));
-        DestError { class: classify(e), message }
+        DestError { class: classify(e), message, halt: None }
     }
 
     /// An error for one user's row; a refusal of its data is permanent.
@@ -389,7 +389,7 @@ impl PostgresDest {
         let message =
             format!("PostgreSQL {} (table {}) refused user {id}: {}", self.shown, self.table, self.reason(e));
         let class = if is_data_error(e) { FailureClass::Permanent } else { classify(e) };
-        DestError { class, message }
+        DestError { class, message, halt: None }
     }
 
     fn reason(&self, e: &sqlx::Error) -> String {

@@ -11,7 +11,15 @@ use crate::config::redact_url;
 pub const DEFAULT_TABLE: &str = "vomo_users";
 
 const ACCEPTED: &str = "accepted forms: postgres://user:password@host/db[?table=NAME], \
-     webhook:https://host/path,secret-env=VAR (or ,secret-file=PATH), jsonl:/path/to/file.jsonl";
+     webhook:https://host/path,secret-env=VAR (or ,secret-file=PATH), jsonl:/path/to/file.jsonl, \
+     hubspot:token-env=VAR (or token-file=PATH)[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]";
+
+/// HubSpot's API host (US data centre; EU accounts use `base=https://api-eu1.hubapi.com`).
+pub const HUBSPOT_BASE: &str = "https://api.hubapi.com";
+/// Requests per rolling 10 seconds a HubSpot destination allows itself by
+/// default: 80 % of the 100 HubSpot documents for Free and Starter private
+/// apps, leaving room for the customer's other apps on the same account.
+pub const HUBSPOT_RATE: u32 = 80;
 
 /// A destination spec that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +30,8 @@ pub struct SpecError {
     pub reason: String,
 }
 
-/// Where a webhook's signing secret comes from. Never the command line.
+/// Where a secret (a webhook's signing secret, a HubSpot token) comes from.
+/// Never the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
@@ -41,7 +50,7 @@ impl SecretSource {
         };
         let value = value.trim().to_owned();
         if value.is_empty() {
-            return Err(format!("the webhook secret from {self} is empty"));
+            return Err(format!("the secret from {self} is empty"));
         }
         Ok(value)
     }
@@ -56,6 +65,38 @@ impl fmt::Display for SecretSource {
     }
 }
 
+/// What a HubSpot destination does with VOMO deletions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HubspotDeletes {
+    /// Deleted users are archived; anonymised (erased) users are removed
+    /// with HubSpot's GDPR delete.
+    #[default]
+    Gdpr,
+    /// Both are archived (restorable in HubSpot for 90 days).
+    Archive,
+}
+
+impl HubspotDeletes {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gdpr => "gdpr",
+            Self::Archive => "archive",
+        }
+    }
+}
+
+/// A HubSpot destination as written in its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubspotSpec {
+    /// The private app's access token.
+    pub token: SecretSource,
+    /// API base URL, no trailing slash.
+    pub base: String,
+    pub deletes: HubspotDeletes,
+    /// Requests per rolling 10 seconds this destination allows itself.
+    pub rate: u32,
+}
+
 /// A parsed destination.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DestinationSpec {
@@ -65,6 +106,8 @@ pub enum DestinationSpec {
     Webhook { url: String, secret: SecretSource },
     /// One event per line appended to a file.
     Jsonl { path: PathBuf },
+    /// Contacts in a HubSpot account, upserted by `vomo_user_id`.
+    Hubspot(HubspotSpec),
 }
 
 impl fmt::Debug for DestinationSpec {
@@ -77,7 +120,7 @@ impl DestinationSpec {
     /// Parses a `--dest` value.
     pub fn parse(spec: &str) -> Result<Self, SpecError> {
         let spec = spec.trim();
-        let fail = |reason: &str| SpecError { shown: redact_url(spec), reason: reason.to_owned() };
+        let fail = |reason: &str| SpecError { shown: shown_spec(spec), reason: reason.to_owned() };
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
             let mut url = url::Url::parse(spec).map_err(|e| fail(&format!("not a valid URL ({e})")))?;
             let mut table = DEFAULT_TABLE.to_owned();
@@ -114,6 +157,9 @@ impl DestinationSpec {
             }
             return Ok(Self::Webhook { url: url.to_owned(), secret });
         }
+        if let Some(options) = spec.strip_prefix("hubspot:") {
+            return parse_hubspot(options).map(Self::Hubspot).map_err(|reason| fail(&reason));
+        }
         if let Some(path) = spec.strip_prefix("jsonl:") {
             if path.trim().is_empty() {
                 return Err(fail("a JSONL destination needs a file path"));
@@ -128,6 +174,7 @@ impl DestinationSpec {
             Self::Postgres { .. } => "postgres",
             Self::Webhook { .. } => "webhook",
             Self::Jsonl { .. } => "jsonl",
+            Self::Hubspot(_) => "hubspot",
         }
     }
 
@@ -144,6 +191,13 @@ impl DestinationSpec {
                 format!("webhook {shown} (secret from {secret})")
             }
             Self::Jsonl { path } => format!("jsonl {}", path.display()),
+            Self::Hubspot(h) => format!(
+                "hubspot {} (token from {}, delete={}, {} requests/10 s)",
+                redact_url(&h.base),
+                h.token,
+                h.deletes.as_str(),
+                h.rate
+            ),
         }
     }
 
@@ -161,8 +215,84 @@ impl DestinationSpec {
                 SecretSource::File(path) => format!("webhook:{url},secret-file={}", path.display()),
             },
             Self::Jsonl { path } => format!("jsonl:{}", path.display()),
+            Self::Hubspot(h) => {
+                let token = match &h.token {
+                    SecretSource::Env(name) => format!("token-env={name}"),
+                    SecretSource::File(path) => format!("token-file={}", path.display()),
+                };
+                format!(
+                    "hubspot:{token},base={},object=contacts,delete={},rate={}",
+                    h.base,
+                    h.deletes.as_str(),
+                    h.rate
+                )
+            }
         }
     }
+}
+
+/// A spec as it may appear in an error: passwords redacted, and in a HubSpot
+/// spec the value of any unknown option hidden (it may be a token pasted in
+/// by mistake).
+fn shown_spec(spec: &str) -> String {
+    let Some(options) = spec.strip_prefix("hubspot:") else { return redact_url(spec) };
+    let known = ["token-env", "token-file", "base", "object", "delete", "rate"];
+    let shown: Vec<String> = options
+        .split(',')
+        .map(|option| match option.split_once('=') {
+            Some((key, value)) if known.contains(&key.trim()) => format!("{key}={}", redact_url(value)),
+            Some((key, _)) => format!("{key}=***"),
+            None => "***".to_owned(),
+        })
+        .collect();
+    format!("hubspot:{}", shown.join(","))
+}
+
+/// `token-env=VAR|token-file=PATH[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]`.
+fn parse_hubspot(options: &str) -> Result<HubspotSpec, String> {
+    let mut token = None;
+    let mut base = HUBSPOT_BASE.to_owned();
+    let mut deletes = HubspotDeletes::default();
+    let mut rate = HUBSPOT_RATE;
+    for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) =
+            option.split_once('=').ok_or_else(|| format!("option {option:?} is not key=value"))?;
+        match (key, value) {
+            (_, "") => return Err(format!("option {key} needs a value")),
+            ("token-env", name) => token = Some(SecretSource::Env(name.to_owned())),
+            ("token-file", path) => token = Some(SecretSource::File(PathBuf::from(path))),
+            ("base", url) => base = hubspot_base(url)?,
+            ("object", "contacts") => {}
+            ("object", other) => {
+                return Err(format!("object={other} is not supported; only object=contacts"));
+            }
+            ("delete", "gdpr") => deletes = HubspotDeletes::Gdpr,
+            ("delete", "archive") => deletes = HubspotDeletes::Archive,
+            ("delete", other) => return Err(format!("delete={other} is not gdpr or archive")),
+            ("rate", n) => {
+                rate = n.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                    format!("rate={n} is not a number of requests per 10 seconds between 1 and 1000")
+                })?
+            }
+            (other, _) => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    let token = token.ok_or(
+        "a HubSpot destination needs its private app token: add token-env=VAR or token-file=PATH (never the token itself)",
+    )?;
+    Ok(HubspotSpec { token, base, deletes, rate })
+}
+
+/// An http(s) base URL without query or fragment, trailing slash removed.
+fn hubspot_base(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("base {url:?} is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("a HubSpot base URL must be http(s)".to_owned());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("a HubSpot base URL takes no query or fragment".to_owned());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// `URL,secret-env=NAME` or `URL,secret-file=PATH`, split at the last option.
@@ -257,6 +387,37 @@ mod tests {
             DestinationSpec::parse("jsonl:/tmp/a.jsonl").unwrap(),
             DestinationSpec::Jsonl { path: "/tmp/a.jsonl".into() }
         );
+    }
+
+    #[test]
+    fn hubspot_specs_take_options_and_never_the_token() {
+        let spec = DestinationSpec::parse("hubspot:token-env=HS_TOKEN").unwrap();
+        let DestinationSpec::Hubspot(h) = &spec else { panic!("{spec:?}") };
+        assert_eq!(h.token, SecretSource::Env("HS_TOKEN".into()));
+        assert_eq!((h.base.as_str(), h.deletes, h.rate), (HUBSPOT_BASE, HubspotDeletes::Gdpr, HUBSPOT_RATE));
+        assert_eq!(DestinationSpec::parse(&spec.to_spec_string()).unwrap(), spec);
+        assert_eq!(spec.kind(), "hubspot");
+        let full = DestinationSpec::parse(
+            "hubspot:token-file=/etc/hs.token,base=http://127.0.0.1:9/,object=contacts,delete=archive,rate=40",
+        )
+        .unwrap();
+        let DestinationSpec::Hubspot(h) = &full else { panic!() };
+        assert_eq!(h.base, "http://127.0.0.1:9");
+        assert_eq!((h.deletes, h.rate), (HubspotDeletes::Archive, 40));
+        assert_eq!(DestinationSpec::parse(&full.to_spec_string()).unwrap(), full);
+        assert!(full.display().contains("token from file /etc/hs.token"), "{}", full.display());
+        for (bad, says) in [
+            ("hubspot:base=https://api.hubapi.com", "token-env=VAR"),
+            ("hubspot:token-env=A,object=deals", "only object=contacts"),
+            ("hubspot:token-env=A,delete=purge", "gdpr or archive"),
+            ("hubspot:token-env=A,base=ftp://x", "http(s)"),
+            ("hubspot:token-env=A,rate=0", "between 1 and 1000"),
+            ("hubspot:token-env=A,token=pat-na1-secret", "unknown option"),
+        ] {
+            let err = DestinationSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(!err.contains("pat-na1-secret"), "a pasted token is never echoed: {err}");
+        }
     }
 
     #[test]

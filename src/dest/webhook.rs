@@ -229,7 +229,7 @@ impl WebhookDest {
             PostError::Status { status, excerpt } => {
                 let said = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
                 let message = format!("webhook {} answered {status}{said}", self.shown);
-                DestError { class: status_class(*status), message }
+                DestError { class: status_class(*status), message, halt: None }
             }
             PostError::Transport(reason) => DestError::retryable(format!("webhook {}: {reason}", self.shown)),
         }

@@ -143,8 +143,8 @@ impl Ops {
         self.validate_token(&request.vomo_url, &request.token).await?;
         let names = default_names(&request.destinations);
         for (name, spec) in names.iter().zip(&request.destinations) {
-            let context = (&self.shared.http, &self.shared.config.outbound);
-            check_destination(name, spec, context, &request.settings.writeback_fields).await?;
+            check_destination(name, spec, &self.shared.config.outbound, &request.settings.writeback_fields)
+                .await?;
         }
         let destinations: Vec<NewDestination> = names
             .iter()
@@ -576,13 +576,12 @@ fn audit(actor: &str, customer: &str, action: &str, detail: String, result: &str
 pub async fn check_destination(
     name: &str,
     spec: &DestinationSpec,
-    (http, outbound): (&reqwest::Client, &crate::outbound::OutboundPolicy),
+    outbound: &crate::outbound::OutboundPolicy,
     owned: &[String],
 ) -> Result<(), OpsError> {
     let fail =
         |reason: String| OpsError::Destination { name: name.to_owned(), shown: spec.display(), reason };
-    let destination =
-        Destination::connect(name, spec, http, outbound, owned).await.map_err(|e| fail(e.message))?;
+    let destination = Destination::connect(name, spec, outbound, owned).await.map_err(|e| fail(e.message))?;
     let checked = destination.check().await;
     destination.close().await;
     checked.map_err(|e| fail(e.message))

@@ -128,7 +128,6 @@ impl Shared {
             let destination = Destination::connect(
                 &record.name,
                 &spec,
-                &self.http,
                 &self.config.outbound,
                 &customer.settings.writeback_fields,
             )

@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 pub mod faults;
+pub mod hubspot;
 pub mod model;
 pub mod projects;
 
