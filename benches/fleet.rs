@@ -36,7 +36,7 @@ use vomo_sync::config::StateLocation;
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{ApiToken, CustomerSettings, RunKind, RunOutcome, epoch};
 use vomo_sync::engine::default_owner;
-use vomo_sync::engine::ops::{OnboardRequest, Ops};
+use vomo_sync::engine::{OnboardRequest, Operator};
 use vomo_sync::sim::{self, OrgSpec, SimConfig};
 use vomo_sync::store::{InstanceRow, KeySource, MasterKey, Store};
 
@@ -81,7 +81,7 @@ async fn idle_run(label: &str, location: StateLocation, state_env: String, poll:
     let sim = sim::start(SimConfig { orgs, seed: 3, ..SimConfig::default() }).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     let store = open(&location).await;
-    let ops = Ops::new(store.clone(), test_config::engine_config()).unwrap();
+    let ops = Operator::new(store.clone(), test_config::engine_config()).unwrap();
     let poll_secs = humantime::parse_duration(poll).unwrap().as_secs();
     for i in 0..CUSTOMERS {
         let request = OnboardRequest {
@@ -101,7 +101,7 @@ async fn idle_run(label: &str, location: StateLocation, state_env: String, poll:
                 ..CustomerSettings::default()
             },
         };
-        ops.onboard(&request, "bench").await.unwrap();
+        ops.send(vomo_sync::engine::Command::Onboard(Box::new(request)), "bench").await.unwrap();
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_vomo-sync"))
         .env("HOME", home.path())

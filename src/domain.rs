@@ -294,6 +294,12 @@ impl std::str::FromStr for FailureClass {
 #[derive(Clone)]
 pub struct ApiToken(SecretString);
 
+impl PartialEq for ApiToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
 impl ApiToken {
     /// Wraps a token, trimming the whitespace a token file usually ends with.
     pub fn new(raw: &str) -> Option<Self> {

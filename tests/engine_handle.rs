@@ -71,7 +71,7 @@ async fn front_ends_observe_and_command_a_running_engine() {
     sim.update_user(id, &UserFields { phone: Some("+1-555-4242".into()), ..UserFields::default() }, true)
         .unwrap();
     sim.advance_clock(2); // edits become visible once their second has closed
-    let reply = handle.send(Command::PollNow { customer: "acme".into() }, "tester").await;
+    let reply = said(&handle, Command::PollNow { customer: "acme".into() }).await;
     assert_eq!(reply, Ok("poll started".into()));
     let deadline = Instant::now() + Duration::from_secs(20);
     while replay_jsonl(&acme_out)[&id].as_ref().unwrap().phone.as_deref() != Some("+1-555-4242") {
@@ -80,29 +80,29 @@ async fn front_ends_observe_and_command_a_running_engine() {
     }
 
     // Pause stops the worker; resume brings it back; both are audited.
-    let reply = handle.send(Command::Pause { customer: "beta".into() }, "tester").await;
+    let reply = said(&handle, Command::Pause { customer: "beta".into() }).await;
     assert_eq!(reply, Ok("beta is now paused".into()));
     until(&handle, "beta paused and stopped", |s| {
         s.customer("beta").is_some_and(|c| c.status == CustomerStatus::Paused && !c.owned_here)
     })
     .await;
-    let refused = handle.send(Command::PollNow { customer: "beta".into() }, "tester").await;
+    let refused = said(&handle, Command::PollNow { customer: "beta".into() }).await;
     assert!(
         refused.unwrap_err().contains("beta is paused; resume it first"),
         "a paused customer does not poll"
     );
-    let reply = handle.send(Command::Resume { customer: "beta".into() }, "tester").await;
+    let reply = said(&handle, Command::Resume { customer: "beta".into() }).await;
     assert_eq!(reply, Ok("beta is now active".into()));
     until(&handle, "beta running again", |s| s.customer("beta").is_some_and(|c| c.owned_here)).await;
-    let unknown = handle.send(Command::Pause { customer: "nobody".into() }, "tester").await;
+    let unknown = said(&handle, Command::Pause { customer: "nobody".into() }).await;
     assert!(unknown.unwrap_err().contains("no customer named"));
 
     // A full re-walk of an active customer keeps the checkpoint.
     let before =
         store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
-    let reply = handle.send(Command::Backfill { customer: "acme".into() }, "tester").await;
+    let reply = said(&handle, Command::Backfill { customer: "acme".into() }).await;
     assert!(reply.unwrap().contains("re-walking"));
-    let reply = handle.send(Command::RetryDlq { customer: "acme".into(), id: None }, "tester").await;
+    let reply = said(&handle, Command::RetryDlq { customer: "acme".into(), id: None }).await;
     assert!(reply.unwrap().contains("0 delivered"), "nothing pending");
     let after =
         store.load_checkpoint(store.require_customer("acme").await.unwrap().id).await.unwrap().watermark;
@@ -199,12 +199,11 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
     let gone = sim.users("acme").unwrap()[7].id;
     sim.delete_user(gone).unwrap();
     sim.set_faults(vomo_sync::sim::Faults { latency_ms: 30, ..Default::default() });
-    let reply =
-        handle.send(Command::DeletionSweep { customer: "acme".into(), dry_run: false }, "tester").await;
+    let reply = said(&handle, Command::DeletionSweep { customer: "acme".into(), dry_run: false }).await;
     assert_eq!(reply, Ok("full scan started".into()));
-    let busy = handle.send(Command::Reconcile { customer: "acme".into() }, "tester").await;
+    let busy = said(&handle, Command::Reconcile { customer: "acme".into() }).await;
     assert!(busy.as_ref().is_err_and(|e| e.contains("full scan is running")), "one at a time: {busy:?}");
-    let poll = handle.send(Command::PollNow { customer: "acme".into() }, "tester").await;
+    let poll = said(&handle, Command::PollNow { customer: "acme".into() }).await;
     assert_eq!(poll, Ok("poll started".into()), "polls go on beside it");
     let sweep = finished_run(&store, "acme", RunKind::Deletions).await;
     assert_eq!(sweep.counts["confirmed_gone"], 1, "{sweep:?}");
@@ -214,7 +213,7 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
     // A mass disappearance waits; confirmed from the engine it deletes
     // only what VOMO confirms.
     sim.set_faults(vomo_sync::sim::Faults { seed: 5, hide_share: 0.3, ..Default::default() });
-    handle.send(Command::DeletionSweep { customer: "acme".into(), dry_run: false }, "tester").await.unwrap();
+    said(&handle, Command::DeletionSweep { customer: "acme".into(), dry_run: false }).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiting = loop {
         let run = finished_run(&store, "acme", RunKind::Deletions).await;
@@ -224,9 +223,9 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
         assert!(Instant::now() < deadline, "the guard did not trip");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let reply = handle
-        .send(Command::SettleDeletions { customer: "acme".into(), run: waiting.id, confirm: true }, "tester")
-        .await;
+    let reply =
+        said(&handle, Command::SettleDeletions { customer: "acme".into(), run: waiting.id, confirm: true })
+            .await;
     assert_eq!(reply, Ok("deletion confirmation started".into()));
     let deadline = Instant::now() + Duration::from_secs(20);
     while store.run(waiting.id).await.unwrap().unwrap().outcome != vomo_sync::domain::RunOutcome::Confirmed {
@@ -238,7 +237,7 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
 
     // Offboarding stops the worker and deletes the token at once.
     sim.set_faults(vomo_sync::sim::Faults::default());
-    let reply = handle.send(Command::Offboard { customer: "acme".into(), purge: false }, "tester").await;
+    let reply = said(&handle, Command::Offboard { customer: "acme".into(), purge: false }).await;
     assert!(reply.as_ref().is_ok_and(|r| r.contains("offboarded")), "{reply:?}");
     let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&mut state).await.unwrap();
     assert_eq!(tokens, 0);
@@ -247,4 +246,9 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
     })
     .await;
     handle.shutdown().await;
+}
+
+/// A command's answer as the operator reads it: its line, or why not.
+async fn said(handle: &vomo_sync::engine::EngineHandle, command: Command) -> Result<String, String> {
+    handle.send(command, "tester").await.map(|done| done.message).map_err(|e| e.to_string())
 }

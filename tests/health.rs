@@ -14,8 +14,8 @@ use common::sync::{engine_config, onboard, state_db};
 use tokio_util::sync::CancellationToken;
 use vomo_sync::domain::{ContentHash, CustomerStatus, FailureClass};
 use vomo_sync::engine::health::HealthAuth;
-use vomo_sync::engine::ops::Ops;
 use vomo_sync::engine::{Command, Engine};
+use vomo_sync::engine::{Details, Operator};
 use vomo_sync::store::NewDlqEntry;
 
 async fn get(url: &str, token: Option<&str>, html: bool) -> (u16, String) {
@@ -54,9 +54,9 @@ async fn each_customer_sees_its_own_health_and_nothing_else() {
         let dest = format!("jsonl:{}", dir.path().join(format!("{name}.jsonl")).display());
         onboard(&store, &sim, name, name, &[dest], 0.0).await;
     }
-    let ops = Ops::new(store.clone(), engine_config()).unwrap();
-    let acme_token = ops.issue_health_token("acme", "tester").await.unwrap();
-    let beta_token = ops.issue_health_token("beta", "tester").await.unwrap();
+    let ops = Operator::new(store.clone(), engine_config()).unwrap();
+    let acme_token = health_token(&ops, "acme").await;
+    let beta_token = health_token(&ops, "beta").await;
     assert_ne!(acme_token, beta_token);
     let engine = Engine::start(store.clone(), engine_config()).await.unwrap();
     let stop = CancellationToken::new();
@@ -113,9 +113,19 @@ async fn each_customer_sees_its_own_health_and_nothing_else() {
     assert_eq!(get(&acme, Some(&acme_token), false).await.0, 200);
 
     // A new token replaces the old one.
-    let newer = ops.issue_health_token("acme", "tester").await.unwrap();
+    let newer = health_token(&ops, "acme").await;
     assert_eq!(get(&acme, Some(&acme_token), false).await.0, 401);
     assert_eq!(get(&acme, Some(&newer), false).await.0, 200);
     stop.cancel();
     engine.shutdown().await;
+}
+
+/// A new health token for `customer`, issued through the one door.
+async fn health_token(operator: &Operator, customer: &str) -> String {
+    let issue = vomo_sync::engine::Command::IssueHealthToken { customer: customer.into() };
+    let done = operator.send(issue, "tester").await.unwrap();
+    match done.details {
+        Details::Secret(token) => token,
+        other => panic!("no token: {other:?}"),
+    }
 }

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{ApiToken, CustomerSettings, epoch};
 use vomo_sync::engine::once::OnceRun;
-use vomo_sync::engine::ops::{OnboardRequest, Ops};
+use vomo_sync::engine::ops::Ops;
+use vomo_sync::engine::{Command, OnboardRequest};
 use vomo_sync::engine::{EngineConfig, OnceOutcome};
 use vomo_sync::store::Store;
 
@@ -67,7 +68,6 @@ async fn onboarded(hostile: &Hostile, defect: Defect) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = state_db(dir.path()).await;
     let jsonl = dir.path().join("out.jsonl");
-    let ops = Ops::new(store.clone(), engine_config()).unwrap();
     let request = OnboardRequest {
         name: "acme".into(),
         token: ApiToken::new(TOKEN).unwrap(),
@@ -75,7 +75,7 @@ async fn onboarded(hostile: &Hostile, defect: Defect) -> Fixture {
         destinations: vec![DestinationSpec::parse(&format!("jsonl:{}", jsonl.display())).unwrap()],
         settings: CustomerSettings { rate_per_s: 0.0, ..CustomerSettings::default() },
     };
-    ops.onboard(&request, "tester").await.unwrap();
+    common::sync::operator(&store).send(Command::Onboard(Box::new(request)), "tester").await.unwrap();
     Fixture { _dir: dir, store, jsonl }
 }
 
@@ -234,8 +234,8 @@ async fn one_unreadable_user_goes_to_the_dlq_and_the_others_arrive_without_leaki
     // VOMO fixes the records: an operator's retry reads them again and
     // delivers them.
     hostile.disarm(Defect::OneUnreadableUser);
-    let ops = Ops::new(fx.store.clone(), engine_config()).unwrap();
-    ops.dlq_retry("acme", None, "tester").await.unwrap();
+    let retry = Command::RetryDlq { customer: "acme".into(), id: None };
+    common::sync::operator(&fx.store).send(retry, "tester").await.unwrap();
     assert_eq!(replay_jsonl(&fx.jsonl).len(), 40, "retried entries delivered");
     assert!(fx.store.pending_dlq(Some(customer.id)).await.unwrap().is_empty());
 }

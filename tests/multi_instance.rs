@@ -22,7 +22,7 @@ use tokio::process::{Child, Command};
 use vomo_sync::config::StateLocation;
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{ApiToken, CustomerSettings, User};
-use vomo_sync::engine::ops::{OnboardRequest, Ops};
+use vomo_sync::engine::{OnboardRequest, Operator};
 use vomo_sync::sim::{SimHandle, UserFields};
 use vomo_sync::store::{KeySource, MasterKey, Store};
 
@@ -67,7 +67,7 @@ async fn onboard_all(state: &str, sim: &SimHandle, dest: &str) {
     let mut store = Store::open(&StateLocation::Postgres(state.to_owned())).await.unwrap();
     store.unlock(MasterKey::from_hex(common::MASTER_KEY).unwrap(), &KeySource::Env).await.unwrap();
     let config = common::sync::engine_config();
-    let ops = Ops::new(store.clone(), config).unwrap();
+    let ops = Operator::new(store.clone(), config).unwrap();
     for i in 0..CUSTOMERS {
         let request = OnboardRequest {
             name: format!("customer{i:02}"),
@@ -76,7 +76,7 @@ async fn onboard_all(state: &str, sim: &SimHandle, dest: &str) {
             destinations: vec![DestinationSpec::parse(&format!("{dest}?table=c{i:02}")).unwrap()],
             settings: CustomerSettings { rate_per_s: 6.0, poll_every_secs: 2, ..CustomerSettings::default() },
         };
-        ops.onboard(&request, "tester").await.unwrap();
+        ops.send(vomo_sync::engine::Command::Onboard(Box::new(request)), "tester").await.unwrap();
     }
     store.close().await;
 }

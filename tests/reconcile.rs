@@ -10,18 +10,36 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::sim_with;
-use common::sync::{assert_mirrors, engine_config, onboard, replay_jsonl, run_once, state_db};
+use common::sync::{assert_mirrors, onboard, replay_jsonl, run_once, run_report, state_db};
 use sqlx::{Connection, SqliteConnection};
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{
     ApiToken, CustomerSettings, CustomerStatus, FailureClass, RunKind, RunOutcome, User,
 };
-use vomo_sync::engine::ops::{OnboardRequest, Ops, OpsError, RunNow};
+use vomo_sync::engine::{Command, CommandError, Details, OnboardRequest, Operator};
 use vomo_sync::sim::{Faults, SimHandle, UserFields};
 use vomo_sync::store::{NewDlqEntry, Store};
 
-fn ops(store: &Store) -> Ops {
-    Ops::new(store.clone(), engine_config()).unwrap()
+fn ops(store: &Store) -> Operator {
+    common::sync::operator(store)
+}
+
+fn reconcile() -> Command {
+    Command::Reconcile { customer: "acme".into() }
+}
+
+fn sweep(dry_run: bool) -> Command {
+    Command::DeletionSweep { customer: "acme".into(), dry_run }
+}
+
+/// Settles a guarded sweep here: (deleted, kept).
+async fn settle(store: &Store, run: i64, confirm: bool) -> Result<(usize, usize), CommandError> {
+    let done =
+        ops(store).send(Command::SettleDeletions { customer: "acme".into(), run, confirm }, "tester").await?;
+    match done.details {
+        Details::Settled { deleted, kept } => Ok((deleted, kept)),
+        other => panic!("not settled here: {other:?}"),
+    }
 }
 
 async fn state_sql(dir: &Path) -> SqliteConnection {
@@ -108,7 +126,7 @@ async fn reconciliation_repairs_what_polling_missed_and_counts_it_by_cause() {
 
     break_five_ways(&url, dir.path(), &store, &sim, &ids).await;
 
-    let report = ops(&store).run_now("acme", RunNow::Reconcile, "tester").await.unwrap();
+    let report = ops(&store).send(reconcile(), "tester").await.map(run_report).unwrap();
     let c = &report.counts;
     assert_eq!(
         (
@@ -137,7 +155,7 @@ async fn reconciliation_repairs_what_polling_missed_and_counts_it_by_cause() {
         "a reconciliation never moves the polling checkpoint"
     );
     // A second reconciliation finds nothing left to repair.
-    let again = ops(&store).run_now("acme", RunNow::Reconcile, "tester").await.unwrap();
+    let again = ops(&store).send(reconcile(), "tester").await.map(run_report).unwrap();
     let c = &again.counts;
     assert_eq!(
         count(c, "missed_create")
@@ -186,14 +204,14 @@ async fn a_full_scan_deletes_confirmed_users_and_repairs_drift() {
     assert!(!hidden.is_empty() && hidden.len() <= 4, "{hidden:?}");
 
     let before = lines(&path);
-    let dry = ops(&store).run_now("acme", RunNow::Deletions { dry_run: true }, "tester").await.unwrap();
+    let dry = ops(&store).send(sweep(true), "tester").await.map(run_report).unwrap();
     assert_eq!(dry.deletions, vec![gone_a, gone_b]);
     assert_eq!(count(&dry.counts, "moved_mid_scan"), hidden.len() as i64);
     assert_eq!(dry.run_id, None, "a dry run records no run");
     assert_eq!(lines(&path), before, "a dry run changes nothing");
     assert!(deleted_mappings(dir.path()).await.is_empty());
 
-    let report = ops(&store).run_now("acme", RunNow::Deletions { dry_run: false }, "tester").await.unwrap();
+    let report = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert_eq!(report.deletions, vec![gone_a, gone_b]);
     assert_eq!(count(&report.counts, "drift"), 1, "{:?}", report.counts);
     assert_eq!(count(&report.counts, "deletion_candidates"), 2 + hidden.len() as i64);
@@ -209,7 +227,7 @@ async fn a_full_scan_deletes_confirmed_users_and_repairs_drift() {
 
     // A deleted user who comes back is an update, not a second create.
     let line_count = lines(&path);
-    let again = ops(&store).run_now("acme", RunNow::Deletions { dry_run: false }, "tester").await.unwrap();
+    let again = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert!(again.deletions.is_empty(), "deleted once: {:?}", again.deletions);
     assert_eq!(lines(&path), line_count);
 }
@@ -220,7 +238,7 @@ async fn the_mass_deletion_guard_waits_for_an_operator() {
     // A truncated listing: a fifth of the users missing (guard: 2 % = 6).
     sim.set_faults(Faults { seed: 9, hide_share: 0.2, ..Faults::default() });
     let before = lines(&path);
-    let guarded = ops(&store).run_now("acme", RunNow::Deletions { dry_run: false }, "tester").await.unwrap();
+    let guarded = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert!(guarded.needs_confirmation);
     assert!(guarded.deletions.len() > 30, "{}", guarded.deletions.len());
     assert_eq!(count(&guarded.counts, "deletion_threshold"), 6);
@@ -230,12 +248,9 @@ async fn the_mass_deletion_guard_waits_for_an_operator() {
     assert_eq!(run.outcome, RunOutcome::NeedsConfirmation);
 
     // Dismissed: nothing happens, and it cannot be settled twice.
-    assert_eq!(
-        ops(&store).settle_deletions(run_id, false, "tester").await.unwrap(),
-        (0, guarded.deletions.len())
-    );
+    assert_eq!(settle(&store, run_id, false).await.unwrap(), (0, guarded.deletions.len()));
     assert_eq!(store.run(run_id).await.unwrap().unwrap().outcome, RunOutcome::Dismissed);
-    assert!(ops(&store).settle_deletions(run_id, true, "tester").await.is_err());
+    assert!(settle(&store, run_id, true).await.is_err());
     assert_eq!(lines(&path), before);
 
     // Confirmed: each listed user is asked about again; the hidden ones
@@ -244,11 +259,10 @@ async fn the_mass_deletion_guard_waits_for_an_operator() {
     for id in &really_gone {
         sim.delete_user(*id).unwrap();
     }
-    let guarded = ops(&store).run_now("acme", RunNow::Deletions { dry_run: false }, "tester").await.unwrap();
+    let guarded = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert!(guarded.needs_confirmation);
     let listed = guarded.deletions.len();
-    let (deleted, kept) =
-        ops(&store).settle_deletions(guarded.run_id.unwrap(), true, "tester").await.unwrap();
+    let (deleted, kept) = settle(&store, guarded.run_id.unwrap(), true).await.unwrap();
     assert_eq!((deleted, kept), (10, listed - 10));
     assert_eq!(deleted_mappings(dir.path()).await, really_gone);
     let state = replay_jsonl(&path);
@@ -270,7 +284,7 @@ async fn an_interrupted_sweep_deletes_nothing() {
     sim.set_faults(Faults { latency_ms: 20, ..Faults::default() });
     let before = lines(&path);
     let ops = ops(&store);
-    let sweep = ops.run_now("acme", RunNow::Deletions { dry_run: false }, "tester");
+    let sweep = ops.send(sweep(false), "tester");
     assert!(tokio::time::timeout(Duration::from_millis(300), sweep).await.is_err(), "still walking");
     assert_eq!(lines(&path), before);
     assert!(deleted_mappings(dir.path()).await.is_empty());
@@ -280,10 +294,11 @@ async fn an_interrupted_sweep_deletes_nothing() {
 async fn offboarding_removes_the_token_at_once_and_restore_resumes_without_a_backfill() {
     let (sim, dir, store, _path) = jsonl_customer(100).await;
     let ops = ops(&store);
-    let unknown = ops.offboard("nobody", false, "tester").await.unwrap_err();
-    assert!(matches!(unknown, OpsError::UnknownCustomer(_)), "{unknown}");
+    let unknown =
+        ops.send(Command::Offboard { customer: "nobody".into(), purge: false }, "tester").await.unwrap_err();
+    assert!(matches!(unknown, CommandError::UnknownCustomer(_)), "{unknown}");
 
-    ops.offboard("acme", false, "tester").await.unwrap();
+    ops.send(Command::Offboard { customer: "acme".into(), purge: false }, "tester").await.unwrap();
     let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
         .fetch_one(&mut state_sql(dir.path()).await)
         .await
@@ -294,7 +309,8 @@ async fn offboarding_removes_the_token_at_once_and_restore_resumes_without_a_bac
     assert!(outcomes.is_empty(), "an offboarded customer is not synced: {outcomes:?}");
 
     let token = ApiToken::new(&sim.issue_token("acme").unwrap()).unwrap();
-    assert_eq!(ops.restore("acme", &token, "tester").await.unwrap(), CustomerStatus::Active);
+    let restored = ops.send(Command::Restore { customer: "acme".into(), token }, "tester").await.unwrap();
+    assert!(matches!(restored.details, Details::Status(CustomerStatus::Active)), "{restored}");
     sim.update_user(sim.users("acme").unwrap()[0].id, &phone("+1-555-0123"), true).unwrap();
     sim.advance_clock(2);
     let outcomes = run_once(&store).await;
@@ -307,7 +323,7 @@ async fn offboarding_removes_the_token_at_once_and_restore_resumes_without_a_bac
 async fn purge_leaves_only_the_audit_log() {
     let (_sim, dir, store, _path) = jsonl_customer(100).await;
     let customer = store.require_customer("acme").await.unwrap();
-    ops(&store).offboard("acme", true, "tester").await.unwrap();
+    ops(&store).send(Command::Offboard { customer: "acme".into(), purge: true }, "tester").await.unwrap();
     let mut state = state_sql(dir.path()).await;
     for table in [
         "tokens",
@@ -357,7 +373,7 @@ async fn writeback_customer(url: &str, owned: &[&str]) -> (SimHandle, tempfile::
             ..CustomerSettings::default()
         },
     };
-    ops(&store).onboard(&request, "tester").await.unwrap();
+    ops(&store).send(Command::Onboard(Box::new(request)), "tester").await.unwrap();
     run_once(&store).await;
     (sim, dir, store)
 }

@@ -15,7 +15,7 @@ use crate::tui::keys::KeyMap;
 use crate::tui::theme::ThemeKind;
 use crate::tui::{self, ConsoleOptions};
 
-use super::{default_settings, open_ops, open_store};
+use super::{default_settings, open_store};
 
 pub async fn run(args: &ConsoleArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut options = options(args, config, config.vomo.base_url.clone())?;
@@ -31,8 +31,7 @@ pub async fn run(args: &ConsoleArgs, config: &Config) -> anyhow::Result<ExitCode
         ));
     }
     let engine = Arc::new(Engine::start(store, engine_config).await?);
-    let ops = Arc::new(open_ops(config, true).await?);
-    hosted(engine, ops, options).await
+    hosted(engine, options).await
 }
 
 /// The console's options from flags and config; bad key remaps are a
@@ -63,12 +62,8 @@ pub(super) fn options(
 }
 
 /// Runs the console over a started engine, then stops the engine.
-pub(super) async fn hosted(
-    engine: Arc<EngineHandle>,
-    ops: Arc<crate::engine::ops::Ops>,
-    options: ConsoleOptions,
-) -> anyhow::Result<ExitCode> {
-    let result = tui::run(Arc::clone(&engine), ops, options).await;
+pub(super) async fn hosted(engine: Arc<EngineHandle>, options: ConsoleOptions) -> anyhow::Result<ExitCode> {
+    let result = tui::run(Arc::clone(&engine), options).await;
     eprintln!("stopping the engine: finishing the pages in flight…");
     engine.shutdown().await;
     result.context("the terminal failed")?;

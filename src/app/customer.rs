@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::{open_ops, print_table};
+use super::{open_operator, open_ops, print_table};
 use crate::cli::{AddArgs, CustomerCommand, TokenSource};
 use crate::config::Config;
 use crate::dest::DestinationSpec;
 use crate::domain::{ApiToken, CustomerSettings, format_rfc3339};
-use crate::engine::ops::OnboardRequest;
-use crate::engine::os_user;
+use crate::engine::{Command, Details, OnboardRequest, Operator, os_user};
 
 pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match command {
@@ -20,9 +19,10 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
         CustomerCommand::List { json } => list(json, config).await,
         CustomerCommand::Token { name, token } => {
             let token = read_token(&token)?;
-            let ops = open_ops(config, true).await?;
-            let status = ops.replace_token(&name, &token, &os_user()).await?;
-            println!("{name}: token {} stored; status {status}", token.fingerprint());
+            let operator = open_operator(config, true).await?;
+            let done =
+                operator.send(Command::ReplaceToken { customer: name.clone(), token }, &os_user()).await?;
+            println!("{name}: {done}");
             Ok(ExitCode::SUCCESS)
         }
         CustomerCommand::Pause { name } => pause(&name, true, config).await,
@@ -30,17 +30,16 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
         CustomerCommand::Offboard { name, purge, yes } => offboard(&name, purge, yes, config).await,
         CustomerCommand::Restore { name, token } => {
             let token = read_token(&token)?;
-            let ops = open_ops(config, true).await?;
-            let status = ops.restore(&name, &token, &os_user()).await?;
-            println!(
-                "{name} restored with token {}; status {status}, resuming from its checkpoint",
-                token.fingerprint()
-            );
+            let operator = open_operator(config, true).await?;
+            let done = operator.send(Command::Restore { customer: name.clone(), token }, &os_user()).await?;
+            println!("{name} {done}, resuming from its checkpoint");
             Ok(ExitCode::SUCCESS)
         }
         CustomerCommand::HealthToken { name } => {
-            let ops = open_ops(config, false).await?;
-            let token = ops.issue_health_token(&name, &os_user()).await?;
+            let operator = open_operator(config, false).await?;
+            let done =
+                operator.send(Command::IssueHealthToken { customer: name.clone() }, &os_user()).await?;
+            let Details::Secret(token) = done.details else { bail!("no health token came back") };
             // The one time this token is shown: it goes to stdout alone, so
             // it can be piped to the customer; the explanation to stderr.
             eprintln!(
@@ -54,8 +53,7 @@ pub async fn run(command: CustomerCommand, config: &Config) -> anyhow::Result<Ex
 }
 
 async fn offboard(name: &str, purge: bool, yes: bool, config: &Config) -> anyhow::Result<ExitCode> {
-    let ops = open_ops(config, false).await?;
-    let held = ops.offboard_plan(name).await?;
+    let held = open_ops(config).await?.offboard_plan(name).await?;
     // What stays for the retention period (or goes with --purge): the token
     // goes at once, leases are bookkeeping, the audit log always stays.
     let rows: Vec<String> = held
@@ -79,13 +77,9 @@ async fn offboard(name: &str, purge: bool, yes: bool, config: &Config) -> anyhow
         println!("Run again with --yes to do it.");
         return Ok(ExitCode::from(2));
     }
-    ops.offboard(name, purge, &os_user()).await?;
-    if purge {
-        println!("{name} offboarded and purged (the audit log keeps its history)");
-    } else {
-        let retention = humantime::format_duration(config.sync.offboard_retention);
-        println!("{name} offboarded: token deleted; its state is kept for {retention}");
-    }
+    let operator = open_operator(config, false).await?;
+    let done = operator.send(Command::Offboard { customer: name.to_owned(), purge }, &os_user()).await?;
+    println!("{done}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,19 +118,14 @@ async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
     };
     // Onboarding may set up an empty state DB file (a new installation).
     let store = super::open_store_with(config, true, crate::store::EmptyFile::Initialise).await?;
-    let ops = crate::engine::ops::Ops::new(store, crate::engine::EngineConfig::from_config(config))?;
-    let customer = ops.onboard(&request, &os_user()).await?;
-    println!(
-        "onboarded {} (token {}); backfill queued: `vomo-sync headless` runs it",
-        customer.name,
-        request.token.fingerprint()
-    );
+    let operator = Operator::new(store, crate::engine::EngineConfig::from_config(config))?;
+    let done = operator.send(Command::Onboard(Box::new(request)), &os_user()).await?;
+    println!("{done}: `vomo-sync headless` runs it");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn list(json: bool, config: &Config) -> anyhow::Result<ExitCode> {
-    let ops = open_ops(config, false).await?;
-    let customers = ops.status(None).await?;
+    let customers = open_ops(config).await?.status(None).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&customers)?);
         return Ok(ExitCode::SUCCESS);
@@ -159,9 +148,11 @@ async fn list(json: bool, config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn pause(name: &str, pause: bool, config: &Config) -> anyhow::Result<ExitCode> {
-    let ops = open_ops(config, false).await?;
-    let status = ops.set_paused(name, pause, &os_user()).await?;
-    println!("{name} is now {status}");
+    let operator = open_operator(config, false).await?;
+    let customer = name.to_owned();
+    let command = if pause { Command::Pause { customer } } else { Command::Resume { customer } };
+    let done = operator.send(command, &os_user()).await?;
+    println!("{done}");
     Ok(ExitCode::SUCCESS)
 }
 

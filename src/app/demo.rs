@@ -22,8 +22,9 @@ use crate::cli::DemoArgs;
 use crate::config::{Config, StateLocation};
 use crate::dest::DestinationSpec;
 use crate::domain::ApiToken;
-use crate::engine::ops::{OnboardRequest, Ops};
-use crate::engine::{Engine, EngineConfig, EngineHandle, EventLevel, os_user};
+use crate::engine::{
+    Command, Engine, EngineConfig, EngineHandle, EventLevel, OnboardRequest, Operator, os_user,
+};
 use crate::sim::{self, OrgSpec, SimConfig, SimControl, SimHandle};
 
 use super::{default_settings, open_store};
@@ -81,14 +82,14 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     }
     engine_config.outbound =
         crate::outbound::OutboundPolicy::from_entries(&allowed).map_err(anyhow::Error::msg)?;
-    let ops = Arc::new(Ops::new(store.clone(), engine_config.clone())?);
+    let operator = Operator::new(store.clone(), engine_config.clone())?;
     for (n, name) in NAMES.iter().enumerate() {
         let mut destinations = vec![format!("jsonl:{}", dir.join(format!("{name}.jsonl")).display())];
         if n == 0 {
             destinations.push(format!("webhook:{hook},secret-file={}", secret.display()));
         }
         destinations.extend(args.destinations.iter().cloned());
-        onboard(&ops, &sim, name, &destinations, &config).await?;
+        onboard(&operator, &sim, name, &destinations, &config).await?;
     }
     let spare_token = dir.join(format!("{SPARE}.token"));
     write_private(&spare_token, &sim.token(SPARE).unwrap_or_default())?;
@@ -111,7 +112,7 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         let mut options = super::console::options(&args.console, &config, sim.base_url().to_owned())?;
         options.greeting = Some(greeting);
-        super::console::hosted(engine, ops, options).await?
+        super::console::hosted(engine, options).await?
     };
     sim.shutdown();
     Ok(code)
@@ -137,7 +138,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 async fn onboard(
-    ops: &Ops,
+    operator: &Operator,
     sim: &SimHandle,
     name: &str,
     destinations: &[String],
@@ -158,7 +159,8 @@ async fn onboard(
         destinations,
         settings,
     };
-    ops.onboard(&request, &os_user())
+    operator
+        .send(Command::Onboard(Box::new(request)), &os_user())
         .await
         .with_context(|| format!("cannot onboard the demo customer {name}"))?;
     Ok(())

@@ -4,15 +4,15 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::{open_ops, print_table};
+use super::{open_operator, open_ops, print_table};
 use crate::cli::DlqCommand;
 use crate::config::Config;
-use crate::engine::os_user;
+use crate::engine::{Command, Details, os_user};
 
 pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::List { name, json } => {
-            let ops = open_ops(config, false).await?;
+            let ops = open_ops(config).await?;
             let entries = ops.dlq_list(name.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -42,8 +42,14 @@ pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Retry { name, id, all: _ } => {
-            let ops = open_ops(config, false).await?;
-            let report = ops.dlq_retry(&name, id.map(|id| vec![id]), &os_user()).await?;
+            let operator = open_operator(config, false).await?;
+            let done = operator.send(Command::RetryDlq { customer: name.clone(), id }, &os_user()).await?;
+            // Carried out here the counts are known; by the instance that
+            // runs the customer, its answer says them.
+            let Details::Retry(report) = done.details else {
+                println!("{name}: {done}");
+                return Ok(ExitCode::SUCCESS);
+            };
             println!(
                 "{name}: {} delivered, {} still failing, {} whose destination is gone",
                 report.delivered, report.failed, report.orphaned
@@ -51,9 +57,10 @@ pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<ExitCod
             Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         DlqCommand::Discard { id, note } => {
-            let ops = open_ops(config, false).await?;
-            let entry = ops.dlq_discard(id, &note, &os_user()).await?;
-            println!("discarded DLQ entry {id} (user {}, {})", entry.vomo_user_id, entry.destination);
+            let customer = open_ops(config).await?.dlq_item(id).await?.customer;
+            let operator = open_operator(config, false).await?;
+            let done = operator.send(Command::DiscardDlq { customer, id, note }, &os_user()).await?;
+            println!("discarded DLQ {done}");
             Ok(ExitCode::SUCCESS)
         }
     }

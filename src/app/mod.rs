@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::engine::EngineConfig;
+use crate::engine::Operator;
 use crate::engine::ops::Ops;
 use crate::store::Store;
 use crate::telemetry::{self, LogTarget};
@@ -116,9 +117,17 @@ pub(crate) async fn open_store_with(
     Ok(store)
 }
 
-pub(crate) async fn open_ops(config: &Config, create_key: bool) -> anyhow::Result<Ops> {
-    let store = open_store(config, create_key).await?;
+/// Read-only questions over the state DB.
+pub(crate) async fn open_ops(config: &Config) -> anyhow::Result<Ops> {
+    let store = open_store(config, false).await?;
     Ok(Ops::new(store, EngineConfig::from_config(config))?)
+}
+
+/// The one door for the CLI's commands; with `create_key`, a missing key
+/// file is created (the command stores a secret).
+pub(crate) async fn open_operator(config: &Config, create_key: bool) -> anyhow::Result<Operator> {
+    let store = open_store(config, create_key).await?;
+    Ok(Operator::new(store, EngineConfig::from_config(config))?)
 }
 
 /// Settings of customers onboarded without flags (the console's form).

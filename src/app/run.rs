@@ -162,8 +162,7 @@ impl Bars {
 }
 
 pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let ops = super::open_ops(config, false).await?;
-    let customers = ops.status(args.name.as_deref()).await?;
+    let customers = super::open_ops(config).await?.status(args.name.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&customers)?);
         return Ok(ExitCode::SUCCESS);

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::snapshot::{CustomerSnapshot, EngineSnapshot, FailureKind};
+use super::run::live::FailureKind;
+use super::runtime::snapshot::{CustomerSnapshot, EngineSnapshot};
 use crate::domain::{CustomerStatus, RunKind, RunOutcome};
 
 /// What is wrong.
@@ -206,7 +207,7 @@ mod tests {
 
     use super::*;
     use crate::domain::TokenState;
-    use crate::engine::snapshot::{BudgetView, DlqView, RunView, TokenView};
+    use crate::engine::runtime::snapshot::{BudgetView, DlqView, RunView, TokenView};
 
     fn at(minutes: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
@@ -300,7 +301,7 @@ mod tests {
     fn a_refused_clock_a_failing_state_db_and_a_future_checkpoint_raise_alerts() {
         let failing = |kind, consecutive| {
             let mut c = customer(CustomerStatus::Active);
-            c.failure = Some(crate::engine::snapshot::RunFailure {
+            c.failure = Some(crate::engine::RunFailure {
                 kind,
                 message: "VOMO's Date says 2100-01-01T00:00:00Z, 73 years ahead".into(),
                 since: at(0),

@@ -8,7 +8,7 @@ use rand::RngExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::snapshot::CustomerSnapshot;
+use super::runtime::snapshot::CustomerSnapshot;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome};
 use crate::store::{Store, StoreError};
 

@@ -1,9 +1,17 @@
 //! The sync engine: the only module that uses the VOMO client, the state DB
 //! and the destinations together. Per customer it backfills, polls, retries
 //! the DLQ and keeps token health, each customer in its own task so one
-//! customer's failure never stops another. Front ends reach it through an
-//! [`EngineHandle`] (commands in, snapshots and events out) or, for one-shot
-//! CLI actions, through [`ops::Ops`].
+//! customer's failure never stops another.
+//!
+//! Two rooms: [`run`] is one customer's sync run and nothing else (fetching
+//! through the budget and VOMO's clock, verified windows, change detection,
+//! delivery, sweeps, write-back, DLQ retries, the run's live figures);
+//! [`runtime`] is the processes around runs (the supervisor, workers, the
+//! fleet of instances, the command queue, snapshots, `--once`). Arrows run
+//! only runtime → run. Front ends reach the engine through an
+//! [`EngineHandle`] (commands in, snapshots and events out); the CLI sends
+//! the same commands through [`Operator`]; [`ops::Ops`] answers read-only
+//! questions.
 //!
 //! The invariant everything here serves: a customer's checkpoint moves to
 //! the end of a window only when the window was walked completely (verified)
@@ -11,161 +19,26 @@
 //! parked in the DLQ. A crash anywhere means at-least-once, never a gap.
 
 pub mod alerts;
-pub mod budget;
-pub mod clock;
-mod command;
-mod detect;
-mod dlq_retry;
-mod fetch;
-mod fleet;
+mod config;
+mod error;
 pub mod health;
-pub mod once;
 pub mod ops;
-mod process;
-pub mod queue;
-mod settle;
-mod snapshot;
-mod supervisor;
-mod sweep;
-mod sync;
-pub mod window;
-mod worker;
-mod writeback;
+mod run;
+mod runtime;
 
-use std::time::Duration;
-
-pub use command::{Command, CommandReply};
-pub use fetch::RetryPolicy;
-pub use snapshot::{
-    BudgetView, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, FailureKind, RunFailure,
-    RunProgress, RunView, StateDbFailure, TokenView,
+pub use config::{EngineConfig, Role, default_owner, os_user};
+pub use error::SyncError;
+pub use ops::DlqItem;
+pub use run::dlq_retry::RetryReport;
+pub use run::events::{EngineEvent, EventLevel};
+pub use run::execute::RunReport;
+pub use run::fetch::RetryPolicy;
+pub use run::live::{FailureKind, RunFailure};
+pub use runtime::command::{Command, CommandError, CommandReply, Details, Done, OnboardRequest, Routing};
+pub use runtime::handle::{Engine, EngineHandle};
+pub use runtime::once;
+pub use runtime::once::OnceOutcome;
+pub use runtime::operator::Operator;
+pub use runtime::snapshot::{
+    BudgetView, CustomerSnapshot, DlqView, EngineSnapshot, RunProgress, RunView, StateDbFailure, TokenView,
 };
-pub use supervisor::{Engine, EngineHandle, OnceOutcome};
-
-use crate::config::{Config, HourRange};
-use crate::store::StoreError;
-use crate::vomo::{ClientSettings, VomoError};
-
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("VOMO rejected the customer's token (401); replace it with `vomo-sync customer token`")]
-    TokenRejected(#[source] VomoError),
-    #[error(
-        "VOMO refused access with the customer's token (403): is API access enabled for the organisation?"
-    )]
-    Forbidden(#[source] VomoError),
-    #[error("{0}")]
-    Vomo(#[source] VomoError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    /// VOMO's clock is not believable; nothing may move on its word.
-    #[error("{0}")]
-    Clock(#[from] clock::ClockError),
-    #[error("a destination could not be prepared: {0}")]
-    Destination(String),
-    #[error("stopped")]
-    Cancelled,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// How the engine runs, from the configuration.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub client: ClientSettings,
-    pub settle: Duration,
-    pub max_concurrent_backfills: usize,
-    pub backfill_hours: Option<HourRange>,
-    pub request_retry: RetryPolicy,
-    pub dlq_retry: RetryPolicy,
-    pub dlq_retry_max: Duration,
-    pub chunk_users: u64,
-    /// How often the supervisor re-reads customers from the state DB (new
-    /// customers, pauses, replaced tokens made by other processes).
-    pub reload_every: Duration,
-    /// Lease period; leases are renewed at every reload.
-    pub lease_ttl: Duration,
-    /// A worker runs customers; an attached console only watches and sends
-    /// commands to the instances that run them.
-    pub role: Role,
-    /// Who owns leases: host, process and a random tag.
-    pub owner: String,
-    /// How far back a reconciliation re-reads.
-    pub reconcile_lookback: Duration,
-    /// The mass-deletion guard: a share of a customer's users, capped.
-    pub deletion_guard_share: f64,
-    pub deletion_guard_max: u64,
-    /// How long an offboarded customer's state is kept.
-    pub offboard_retention: Duration,
-    /// VOMO's `Date` is believed only this close to this machine's clock.
-    pub max_clock_skew: Duration,
-    /// Allows plain `http://` VOMO URLs off loopback.
-    pub allow_insecure_http: bool,
-    /// What outbound destinations (webhooks, CRMs) may reach.
-    pub outbound: crate::outbound::OutboundPolicy,
-}
-
-impl EngineConfig {
-    pub fn from_config(config: &Config) -> Self {
-        let sync = &config.sync;
-        Self {
-            client: ClientSettings {
-                connect_timeout: config.vomo.connect_timeout,
-                request_timeout: config.vomo.request_timeout,
-                max_body: config.vomo.max_body,
-            },
-            settle: sync.settle,
-            max_concurrent_backfills: sync.max_concurrent_backfills,
-            backfill_hours: sync.backfill_hours,
-            request_retry: RetryPolicy { retries: sync.request_retries, base: sync.retry_base },
-            dlq_retry: RetryPolicy { retries: u32::MAX, base: sync.dlq_retry_base },
-            dlq_retry_max: sync.dlq_retry_max,
-            chunk_users: sync.chunk_users,
-            reload_every: sync.heartbeat_every,
-            lease_ttl: sync.lease_period,
-            role: Role::Worker,
-            owner: default_owner(),
-            reconcile_lookback: sync.reconcile_lookback,
-            deletion_guard_share: sync.deletion_guard_share,
-            deletion_guard_max: sync.deletion_guard_max,
-            offboard_retention: sync.offboard_retention,
-            max_clock_skew: sync.max_clock_skew,
-            allow_insecure_http: config.vomo.allow_insecure_http,
-            // The config validated the entries already.
-            outbound: crate::outbound::OutboundPolicy::from_entries(&config.dest.allow_private_hosts)
-                .unwrap_or_default(),
-        }
-    }
-}
-
-/// What a process does with the customers of the state DB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Takes its fair share of customers and runs them.
-    Worker,
-    /// Runs nothing; shows every customer from the workers' heartbeat rows
-    /// and sends commands through the state DB (`console --attach`).
-    Attached,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Worker => "worker",
-            Self::Attached => "attached",
-        }
-    }
-}
-
-/// `host:pid:tag`, unique per process.
-pub fn default_owner() -> String {
-    let host = whoami::hostname().unwrap_or_else(|_| "unknown-host".into());
-    let tag: u32 = rand::random();
-    format!("{host}:{}:{tag:08x}", std::process::id())
-}
-
-/// The OS user, the actor of CLI and console actions in the audit log.
-pub fn os_user() -> String {
-    whoami::username().unwrap_or_else(|_| std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
-}

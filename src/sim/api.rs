@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -21,16 +20,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::model::{Membership, OrgId, SimUser, UserQuery, World};
+use super::wire_out::{
+    Caller, FieldErrors, PER_PAGE, Scalar, envelope, maybe_corrupt, message, validation_error,
+};
 use super::{Shared, SimState, faults::Quirks, new_user};
 use crate::domain;
-
-const PER_PAGE: usize = 15;
-
-/// Who is calling, established by the auth gate.
-#[derive(Clone)]
-pub(crate) struct Caller {
-    pub org: OrgId,
-}
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -39,10 +33,6 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .merge(super::projects::api::routes())
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), gate))
         .with_state(shared)
-}
-
-pub(crate) fn message(status: StatusCode, text: &str) -> Response {
-    (status, axum::Json(json!({ "message": text }))).into_response()
 }
 
 /// Auth, rate limit, injected faults and bookkeeping around every request.
@@ -249,29 +239,6 @@ async fn list_users(
     maybe_corrupt(&mut state, body)
 }
 
-/// A list page's response, or — by the truncation and HTML faults — a
-/// broken one in its place.
-pub(crate) fn maybe_corrupt(state: &mut SimState, body: String) -> Response {
-    let faults = state.faults.clone();
-    if faults.truncate_rate > 0.0 && state.rng.random_bool(faults.truncate_rate.min(1.0)) {
-        let text = body;
-        let cut = text.len() * 2 / 3;
-        return raw_response(StatusCode::OK, "application/json", text[..cut].to_owned());
-    }
-    if faults.html_rate > 0.0 && state.rng.random_bool(faults.html_rate.min(1.0)) {
-        let html = "<!DOCTYPE html><html><head><title>Server Error</title></head><body><h1>Whoops, looks like something went wrong.</h1></body></html>";
-        return raw_response(StatusCode::OK, "text/html; charset=UTF-8", html.to_owned());
-    }
-    raw_response(StatusCode::OK, "application/json", body)
-}
-
-fn raw_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
 /// The "users change between page reads" fault: before a read after page 1,
 /// maybe update, delete or anonymise one user of the walked result set.
 fn mutate_between_pages(state: &mut SimState, org: OrgId, query: &UserQuery) {
@@ -300,8 +267,6 @@ fn mutate_between_pages(state: &mut SimState, org: OrgId, query: &UserQuery) {
         state.world.modify(id, now, true, |u| u.phone = Some(phone));
     }
 }
-
-pub(crate) type FieldErrors = Vec<(String, String)>;
 
 fn parse_query(params: &[(String, String)]) -> Result<(UserQuery, usize), FieldErrors> {
     let mut query = UserQuery::default();
@@ -337,105 +302,6 @@ fn parse_query(params: &[(String, String)]) -> Result<(UserQuery, usize), FieldE
         }
     }
     if errors.is_empty() { Ok((query, page)) } else { Err(errors) }
-}
-
-pub(crate) fn validation_error(errors: FieldErrors) -> Response {
-    let mut map = Map::new();
-    for (field, text) in errors {
-        let entry = map.entry(field).or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = entry {
-            list.push(Value::String(text));
-        }
-    }
-    let body = json!({ "status": "error", "message": "The given data was invalid.", "errors": map });
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
-}
-
-/// A number, or the same number as text (the `meta_as_strings` and
-/// `ids_as_strings` quirks).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Scalar {
-    Number(i64),
-    Text(String),
-}
-
-impl Scalar {
-    fn of(n: usize, as_text: bool) -> Self {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        if as_text { Self::Text(n.to_string()) } else { Self::Number(n) }
-    }
-}
-
-#[derive(Serialize)]
-pub(crate) struct Envelope<T> {
-    data: Vec<T>,
-    links: LinksOut,
-    meta: MetaOut,
-}
-
-#[derive(Serialize)]
-struct LinksOut {
-    first: Option<Scalar>,
-    last: Option<Scalar>,
-    prev: Option<Scalar>,
-    next: Option<Scalar>,
-}
-
-#[derive(Serialize)]
-struct MetaOut {
-    current_page: Scalar,
-    from: Option<Scalar>,
-    to: Option<Scalar>,
-    path: String,
-    per_page: Scalar,
-    total: Scalar,
-    last_page: Scalar,
-}
-
-/// `{data, links, meta}` for `resource` (e.g. `users`) with absolute links
-/// that keep every query parameter.
-pub(crate) fn envelope<T>(
-    base_url: &str,
-    resource: &str,
-    params: &[(String, String)],
-    page: usize,
-    total: usize,
-    data: Vec<T>,
-    quirks: Quirks,
-) -> Envelope<T> {
-    let last_page = total.div_ceil(PER_PAGE).max(1);
-    let path = format!("{base_url}/{resource}");
-    let link = |n: usize| {
-        let mut serializer = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params.iter().filter(|(k, _)| k != "page") {
-            serializer.append_pair(k, v);
-        }
-        serializer.append_pair("page", &n.to_string());
-        Some(Scalar::Text(format!("{path}?{}", serializer.finish())))
-    };
-    let null = || quirks.null_links_as_strings.then(|| Scalar::Text("null".into()));
-    let number = |n: usize| Scalar::of(n, quirks.meta_as_strings);
-    let empty = data.is_empty();
-    let from = (page - 1) * PER_PAGE + 1;
-    Envelope {
-        data,
-        links: LinksOut {
-            first: link(1),
-            last: link(last_page),
-            prev: if page > 1 { link(page - 1) } else { null() },
-            next: if page < last_page { link(page + 1) } else { null() },
-        },
-        meta: MetaOut {
-            current_page: number(page),
-            from: (!empty).then(|| number(from)),
-            to: (!empty).then(|| number((from + PER_PAGE - 1).min(total))),
-            path,
-            per_page: number(PER_PAGE),
-            total: number(total),
-            last_page: number(last_page),
-        },
-    }
 }
 
 fn vomo_time(secs: i64) -> String {

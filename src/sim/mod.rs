@@ -11,6 +11,7 @@ pub mod faults;
 pub mod hubspot;
 pub mod model;
 pub mod projects;
+mod wire_out;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -29,8 +29,7 @@ use self::keys::KeyMap;
 use self::state::{App, Effect, Msg, OnboardText, update};
 use self::theme::{Theme, ThemeKind};
 use crate::domain::{ApiToken, CustomerSettings};
-use crate::engine::ops::Ops;
-use crate::engine::{Command, EngineHandle};
+use crate::engine::{Command, EngineHandle, OnboardRequest};
 
 /// How the console is set up.
 #[derive(Debug, Clone)]
@@ -53,9 +52,9 @@ const DLQ_REFRESH: Duration = Duration::from_secs(2);
 
 /// Runs the console until the operator quits or a signal arrives. The
 /// engine keeps running; the caller shuts it down.
-pub async fn run(engine: Arc<EngineHandle>, ops: Arc<Ops>, options: ConsoleOptions) -> std::io::Result<()> {
+pub async fn run(engine: Arc<EngineHandle>, options: ConsoleOptions) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let result = event_loop(&mut terminal, &engine, ops, options).await;
+    let result = event_loop(&mut terminal, &engine, options).await;
     ratatui::restore();
     result
 }
@@ -63,7 +62,6 @@ pub async fn run(engine: Arc<EngineHandle>, ops: Arc<Ops>, options: ConsoleOptio
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     engine: &Arc<EngineHandle>,
-    ops: Arc<Ops>,
     options: ConsoleOptions,
 ) -> std::io::Result<()> {
     let theme = Theme::new(options.theme);
@@ -82,7 +80,7 @@ async fn event_loop(
         );
     }
     let pending = update(&mut app, Msg::Snapshot(snapshots.borrow_and_update().clone()));
-    let context = Context { engine, ops, options: &options, results: results_tx };
+    let context = Context { engine, options: &options, results: results_tx };
     let mut dirty = true;
     context.carry_out(pending, terminal)?;
     loop {
@@ -128,7 +126,6 @@ async fn event_loop(
 /// What carrying out effects needs.
 struct Context<'a> {
     engine: &'a Arc<EngineHandle>,
-    ops: Arc<Ops>,
     options: &'a ConsoleOptions,
     results: mpsc::UnboundedSender<Msg>,
 }
@@ -166,63 +163,71 @@ impl Context<'_> {
         let actor = self.options.actor.clone();
         self.spawn(async move {
             let what = command.action().to_owned();
-            Msg::Done { what, result: engine.send(command, &actor).await, engine_logged: true }
+            let result =
+                engine.send(command, &actor).await.map(|done| done.message).map_err(|e| e.to_string());
+            Msg::Done { what, result, engine_logged: true }
         });
     }
 
     fn onboard(&self, request: OnboardText) {
-        let (engine, ops) = (Arc::clone(self.engine), Arc::clone(&self.ops));
+        let engine = Arc::clone(self.engine);
         let (actor, settings) = (self.options.actor.clone(), self.options.default_settings.clone());
         self.spawn(async move {
             let OnboardText { name, token, vomo_url, destinations } = request;
-            let result = ops
-                .onboard_text(&name, &token, &vomo_url, &destinations, settings, &actor)
-                .await
-                .map_err(|e| e.to_string());
-            if result.is_ok() {
-                let _ = engine.send(Command::Reload, &actor).await;
-            }
-            Msg::OnboardDone(result.map(|()| format!("onboarded {name}; its backfill starts now")))
+            let result = match OnboardRequest::from_text(&name, &token, &vomo_url, &destinations, settings) {
+                Ok(request) => engine.send(Command::Onboard(Box::new(request)), &actor).await,
+                Err(e) => Err(e),
+            };
+            Msg::OnboardDone(
+                result
+                    .map(|_| format!("onboarded {name}; its backfill starts now"))
+                    .map_err(|e| e.to_string()),
+            )
         });
     }
 
     fn replace_token(&self, customer: String, token: String) {
-        let (engine, ops) = (Arc::clone(self.engine), Arc::clone(&self.ops));
+        let engine = Arc::clone(self.engine);
         let actor = self.options.actor.clone();
         self.spawn(async move {
             let result = match ApiToken::new(&token) {
-                Some(token) => ops.replace_token(&customer, &token, &actor).await.map_err(|e| e.to_string()),
+                Some(token) => {
+                    let command = Command::ReplaceToken { customer: customer.clone(), token };
+                    engine.send(command, &actor).await.map(|done| done.message).map_err(|e| e.to_string())
+                }
                 None => Err("the token is empty".to_owned()),
             };
-            if result.is_ok() {
-                let _ = engine.send(Command::Reload, &actor).await;
-            }
-            Msg::Done {
-                what: format!("token of {customer}"),
-                result: result.map(|status| format!("replaced; status {status}")),
-                engine_logged: false,
-            }
+            Msg::Done { what: format!("token of {customer}"), result, engine_logged: true }
         });
     }
 
     fn discard(&self, id: i64, note: String) {
-        let ops = Arc::clone(&self.ops);
+        let engine = Arc::clone(self.engine);
         let actor = self.options.actor.clone();
         self.spawn(async move {
-            let result = ops
-                .dlq_discard(id, &note, &actor)
-                .await
-                .map(|_| "discarded".to_owned())
-                .map_err(|e| e.to_string());
-            Msg::Done { what: format!("DLQ entry #{id}"), result, engine_logged: false }
+            let result = match engine.dlq_item(id).await {
+                Ok(item) => {
+                    let command = Command::DiscardDlq { customer: item.customer, id, note };
+                    engine.send(command, &actor).await.map(|done| done.message).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            Msg::Done { what: format!("DLQ entry #{id}"), result, engine_logged: true }
         });
     }
 
     fn load_dlq(&self, customer: String) {
-        let ops = Arc::clone(&self.ops);
+        let engine = Arc::clone(self.engine);
         self.spawn(async move {
-            let items = ops.dlq_list(Some(&customer)).await.unwrap_or_default();
-            Msg::Dlq { customer, items }
+            match engine.dlq_entries(&customer).await {
+                Ok(items) => Msg::Dlq { customer, items },
+                // Said, not shown as an empty list.
+                Err(e) => Msg::Done {
+                    what: format!("DLQ of {customer}"),
+                    result: Err(e.to_string()),
+                    engine_logged: false,
+                },
+            }
         });
     }
 }

@@ -14,7 +14,7 @@ use tui_input::backend::crossterm::EventHandler;
 
 use super::keys::{Action, KeyMap};
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
-use crate::engine::ops::DlqItem;
+use crate::engine::DlqItem;
 use crate::engine::{Command, CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel};
 
 /// Events kept for the log pane.
@@ -148,7 +148,7 @@ pub struct OnboardText {
 }
 
 /// Work for the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Engine(Command),
     Onboard(OnboardText),

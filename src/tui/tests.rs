@@ -17,7 +17,7 @@ use super::state::{App, Effect, Guarded, Health, Mode, Msg, Pane, health, update
 use super::theme::{Theme, ThemeKind};
 use super::view;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
-use crate::engine::ops::DlqItem;
+use crate::engine::DlqItem;
 use crate::engine::{
     BudgetView, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress,
     RunView, TokenView,

@@ -545,7 +545,7 @@ fn help_lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
     lines
 }
 
-fn payload_lines(entry: &crate::engine::ops::DlqItem, area: Rect, theme: Theme) -> Vec<Line<'static>> {
+fn payload_lines(entry: &crate::engine::DlqItem, area: Rect, theme: Theme) -> Vec<Line<'static>> {
     let payload = serde_json::to_string_pretty(&entry.payload).unwrap_or_default();
     let mut lines = vec![
         Line::from(format!(

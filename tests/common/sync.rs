@@ -11,7 +11,7 @@ use vomo_sync::config::StateLocation;
 use vomo_sync::dest::DestinationSpec;
 use vomo_sync::domain::{ApiToken, CustomerSettings, User};
 use vomo_sync::engine::once::OnceRun;
-use vomo_sync::engine::ops::{OnboardRequest, Ops};
+use vomo_sync::engine::{Command, Details, Done, OnboardRequest, Operator, RunReport};
 use vomo_sync::engine::{EngineConfig, OnceOutcome, RetryPolicy, default_owner};
 use vomo_sync::sim::SimHandle;
 use vomo_sync::store::{KeySource, MasterKey, Store};
@@ -57,7 +57,6 @@ pub async fn state_db(dir: &Path) -> Store {
 
 /// Onboards `name` for simulator org `org` with the given destinations.
 pub async fn onboard(store: &Store, sim: &SimHandle, org: &str, name: &str, dests: &[String], rate: f64) {
-    let ops = Ops::new(store.clone(), engine_config()).unwrap();
     let request = OnboardRequest {
         name: name.to_owned(),
         token: ApiToken::new(&sim.token(org).unwrap()).unwrap(),
@@ -65,7 +64,21 @@ pub async fn onboard(store: &Store, sim: &SimHandle, org: &str, name: &str, dest
         destinations: dests.iter().map(|d| DestinationSpec::parse(d).unwrap()).collect(),
         settings: CustomerSettings { rate_per_s: rate, poll_every_secs: 900, ..CustomerSettings::default() },
     };
-    ops.onboard(&request, "tester").await.unwrap();
+    operator(store).send(Command::Onboard(Box::new(request)), "tester").await.unwrap();
+}
+
+/// The one door for a test's commands, as the CLI uses it.
+pub fn operator(store: &Store) -> Operator {
+    Operator::new(store.clone(), engine_config()).unwrap()
+}
+
+/// The run a command carried out here.
+#[allow(dead_code)] // the benchmarks that include this file run no commands
+pub fn run_report(done: Done) -> RunReport {
+    match done.details {
+        Details::Run(report) => *report,
+        other => panic!("no run came back: {} {other:?}", done.message),
+    }
 }
 
 /// Runs `headless --once` in-process and returns the outcomes.

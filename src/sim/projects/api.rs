@@ -18,11 +18,10 @@ use super::knobs::{AnytimeDefault, TodayTz};
 use super::render::View;
 use super::store::SimProject;
 use super::tz;
-use crate::sim::api::{self as users_api, Caller, FieldErrors};
 use crate::sim::model::{OrgId, UserId};
+use crate::sim::wire_out::{self as users_api, Caller, FieldErrors, PER_PAGE};
 use crate::sim::{Shared, SimState};
 
-const PER_PAGE: usize = 15;
 const DAY: i64 = 86_400;
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {

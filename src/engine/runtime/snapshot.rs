@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::budget::BudgetFigures;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window};
+use crate::engine::run::budget::{Budget, BudgetFigures};
+use crate::engine::run::live::{FailureKind, Live, RunFailure};
 
 /// The engine as a whole.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -174,88 +175,6 @@ pub struct RunView {
     pub message: Option<String>,
 }
 
-/// What kind of trouble stops a customer's runs: each needs a different
-/// hand (a new token, NTP, the state DB's disk, the destination, VOMO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// VOMO refused the token (401/403).
-    Token,
-    /// VOMO's `Date` was not believable.
-    VomoClock,
-    /// VOMO failed or answered nonsense.
-    Vomo,
-    /// The state DB could not be read or written.
-    StateDb,
-    /// A destination could not be prepared.
-    Destination,
-    Internal,
-}
-
-impl FailureKind {
-    pub fn of(error: &super::SyncError) -> Option<Self> {
-        use super::SyncError as E;
-        Some(match error {
-            E::TokenRejected(_) | E::Forbidden(_) => Self::Token,
-            E::Clock(_) => Self::VomoClock,
-            E::Vomo(_) => Self::Vomo,
-            E::Store(crate::store::StoreError::LeaseLost { .. }) => Self::Internal,
-            E::Store(_) => Self::StateDb,
-            E::Destination(_) => Self::Destination,
-            E::Internal(_) => Self::Internal,
-            E::Cancelled => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Token => "token",
-            Self::VomoClock => "vomo_clock",
-            Self::Vomo => "vomo",
-            Self::StateDb => "state_db",
-            Self::Destination => "destination",
-            Self::Internal => "internal",
-        }
-    }
-}
-
-/// A customer's runs failing: since when, how often in a row, the last
-/// message and run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunFailure {
-    pub kind: FailureKind,
-    pub message: String,
-    /// The first failure of this streak.
-    pub since: DateTime<Utc>,
-    pub last_at: DateTime<Utc>,
-    pub consecutive: u32,
-    pub run_id: Option<crate::store::RunId>,
-}
-
-/// How much an event matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventLevel {
-    Info,
-    Warn,
-    Error,
-}
-
-/// Something the engine did or saw, for log panes.
-#[derive(Debug, Clone, Serialize)]
-pub struct EngineEvent {
-    pub at: DateTime<Utc>,
-    pub customer: Option<String>,
-    pub level: EventLevel,
-    pub message: String,
-}
-
-impl EngineEvent {
-    pub fn new(customer: Option<&str>, level: EventLevel, message: impl Into<String>) -> Self {
-        Self { at: Utc::now(), customer: customer.map(str::to_owned), level, message: message.into() }
-    }
-}
-
 /// What only the process running a customer knows: its figures in memory.
 /// Owners publish these in their heartbeat row, so processes elsewhere
 /// (an attached console, another instance's health page) show them too.
@@ -273,13 +192,9 @@ pub struct LiveFigures {
 
 impl LiveFigures {
     /// A worker's figures now.
-    pub(super) fn of(
-        live: &super::sync::Live,
-        budget: Option<&super::budget::Budget>,
-        stall_after: std::time::Duration,
-    ) -> Self {
+    pub(crate) fn of(live: &Live, budget: Option<&Budget>, stall_after: std::time::Duration) -> Self {
         use std::sync::atomic::Ordering;
-        let progress_of = |live: &super::sync::Live| {
+        let progress_of = |live: &Live| {
             live.current().map(|(kind, started_at)| RunProgress {
                 kind,
                 started_at,
@@ -309,14 +224,14 @@ const MAX_LOCAL_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Who holds a customer, as a snapshot shows it.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Holder<'a> {
+pub(crate) struct Holder<'a> {
     pub owner: Option<&'a str>,
     pub here: bool,
 }
 
 /// Builds one customer's snapshot from the state DB's figures and the live
 /// figures of the process running it (here or elsewhere), if any.
-pub(super) fn build_customer(
+pub(crate) fn build_customer(
     customer: &crate::store::Customer,
     overview: Option<&crate::store::Overview>,
     users_synced: i64,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::command::{Command, CommandReply};
+use super::command::Command;
 use crate::store::{CommandId, CommandStatus, QueuedCommand, Store};
 
 /// How long a queued command may wait for its owner to claim it.
@@ -22,15 +22,19 @@ const FINISH_WITHIN: Duration = Duration::from_secs(300);
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
 /// Queues `command` for the process `holder` runs it in and waits for the
-/// result.
+/// result: that process's one-line answer, or why there is none.
 pub async fn send(
     store: &Store,
     command: &Command,
     actor: &str,
     issued_by: &str,
     holder: &str,
-) -> CommandReply {
+) -> Result<String, String> {
     let customer = command.customer().ok_or("this command is not about one customer")?;
+    if !command.queueable() {
+        // A secret never goes into the state DB's queue.
+        return Err(format!("{} is carried out where it is given, never queued", command.action()));
+    }
     let json = serde_json::to_string(command).map_err(|e| format!("cannot queue the command: {e}"))?;
     let id = store
         .enqueue_command(customer, &json, actor, issued_by, Utc::now())
@@ -39,7 +43,7 @@ pub async fn send(
     wait(store, id, holder).await
 }
 
-async fn wait(store: &Store, id: CommandId, holder: &str) -> CommandReply {
+async fn wait(store: &Store, id: CommandId, holder: &str) -> Result<String, String> {
     let queued_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(LOOK_EVERY).await;

@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::SyncError;
 use super::budget::Priority;
 use super::fetch::Fetcher;
 use super::process::Sink;
 use crate::domain::Window;
+use crate::engine::error::SyncError;
 use crate::vomo::{PAGE_SIZE, UserFilter, UserPage};
 
 /// Fewest walks of a one-second chunk in a row that add no id to the union

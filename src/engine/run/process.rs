@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
-use super::SyncError;
 use super::detect::{Verdict, classify};
 use super::fetch::RetryPolicy;
 use crate::dest::{DestError, Destination};
 use crate::domain::{Change, ChangeKind, ContentHash, User, VomoUserId};
+use crate::engine::error::SyncError;
 use crate::store::{CustomerId, Mapping, MappingWrite, NewDlqEntry, Store};
 use crate::vomo::MalformedUser;
 

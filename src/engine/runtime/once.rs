@@ -9,14 +9,16 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::EventLevel;
-use super::dlq_retry::Selection;
+use super::advance::advancing_run;
 use super::fleet::{LeaseAttempt, acquire_lease};
-use super::supervisor::{OnceOutcome, Shared};
-use super::sync::Live;
-use super::worker::advancing_run;
-use super::{EngineConfig, SyncError};
+use super::shared::Shared;
 use crate::domain::CustomerStatus;
+use crate::engine::config::EngineConfig;
+use crate::engine::error::SyncError;
+use crate::engine::run::dlq_retry::{self, Selection};
+use crate::engine::run::events::EventLevel;
+use crate::engine::run::execute::RunReport;
+use crate::engine::run::live::Live;
 use crate::store::{Customer, Store};
 
 /// Progress of one customer in a `--once` run.
@@ -131,7 +133,7 @@ async fn one_customer(
         let _ = shared.store.abort_running_runs(customer.id, "the process running it stopped").await;
         let runtime = shared.prepare(&customer, Arc::clone(&live), Some(&shared.config.owner)).await?;
         let report = advancing_run(&shared, &runtime, false, &cancel).await?;
-        runtime.retry_dlq(&Selection::Due).await?;
+        dlq_retry::retry_dlq(&runtime, &Selection::Due).await?;
         Ok::<_, SyncError>(report)
     }
     .await;
@@ -141,4 +143,15 @@ async fn one_customer(
     // The recorded failure says more (where the checkpoint stays).
     let result = result.map_err(|e| live.failure().map_or_else(|| e.to_string(), |f| f.message));
     OnceOutcome { customer: name, result, note, skipped }
+}
+
+/// One customer's result of `headless --once`.
+#[derive(Debug)]
+pub struct OnceOutcome {
+    pub customer: String,
+    pub result: Result<Option<RunReport>, String>,
+    pub note: Option<String>,
+    /// Nothing was done for the customer (its lease is held elsewhere, or
+    /// its backfill may not start at this hour).
+    pub skipped: bool,
 }

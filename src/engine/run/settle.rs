@@ -1,13 +1,15 @@
 //! The operator's answer to a deletion sweep the mass-deletion guard stopped
 //! (design.md §3.3): checking that a run can be settled, and recording the
 //! answer — the run's outcome, its counts, the audit entry. The deletions
-//! themselves (each listed user asked about once more) are done by
-//! [`CustomerRuntime::delete_confirmed`](super::sync::CustomerRuntime), by
-//! whichever process holds the customer's lease: the CLI or the engine.
+//! themselves (each listed user asked about once more, by
+//! [`super::sweep::delete_confirmed`]) are done by [`settle`], in whichever
+//! process holds the customer's lease: the CLI or the engine.
 
 use chrono::Utc;
 
+use super::customer::CustomerRuntime;
 use crate::domain::{RunKind, RunOutcome, VomoUserId};
+use crate::engine::error::SyncError;
 use crate::store::{AuditEntry, Customer, Run, RunId, Store, StoreError};
 
 /// A guarded run waiting for an operator.
@@ -25,6 +27,40 @@ pub enum SettleError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// What settling a sweep did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The run's new message.
+    pub message: String,
+    pub deleted: usize,
+    pub kept: usize,
+}
+
+/// Carries out (`confirm`) or drops the sweep `run` of `runtime`'s
+/// customer: confirmed users are asked about once more, one by one, and
+/// only those VOMO still does not have are deleted downstream.
+pub async fn settle(
+    runtime: &CustomerRuntime,
+    run: RunId,
+    confirm: bool,
+    actor: &str,
+) -> Result<Settled, SettleError> {
+    let store = &runtime.target.store;
+    let waiting = waiting(store, run).await?;
+    if waiting.customer.id != runtime.customer.id {
+        return Err(SettleError::Invalid(format!("run {run} belongs to {}", waiting.customer.name)));
+    }
+    let (deleted, kept) = if confirm {
+        super::sweep::delete_confirmed(runtime, &waiting.ids).await?
+    } else {
+        (0, waiting.ids.len())
+    };
+    let message = record(store, &waiting, confirm, (deleted, kept), actor).await?;
+    Ok(Settled { message, deleted, kept })
 }
 
 /// The run `run_id`, if it is a deletion sweep waiting for confirmation.

@@ -10,26 +10,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use rand::RngExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::command::CommandReply;
-use super::dlq_retry::Selection;
-use super::supervisor::Shared;
-use super::sync::{CustomerRuntime, Live, Mode, RunReport};
-use super::{EventLevel, SyncError};
+use super::command::{CommandError, CommandReply, Details, Done};
+use super::shared::Shared;
 use crate::domain::RunKind;
+use crate::engine::error::SyncError;
+use crate::engine::run::customer::CustomerRuntime;
+use crate::engine::run::dlq_retry::{self, Selection};
+use crate::engine::run::events::EventLevel;
+use crate::engine::run::execute::{self, Mode, RunReport};
+use crate::engine::run::live::{FailureKind, Live};
+use crate::engine::run::settle;
 use crate::store::Customer;
 
-/// Messages from the supervisor to a worker.
+/// Messages from the supervisor to a worker: work to do now, or work to
+/// start beside the polls.
 pub enum WorkerMsg {
-    PollNow(oneshot::Sender<CommandReply>),
-    Backfill(oneshot::Sender<CommandReply>),
-    RetryDlq(Selection, oneshot::Sender<CommandReply>),
+    Now(Now, oneshot::Sender<CommandReply>),
     Background(Job, oneshot::Sender<CommandReply>),
+}
+
+/// Work a worker does at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Now {
+    Poll,
+    Backfill,
+    RetryDlq(Selection),
 }
 
 /// Work that runs beside the polls.
@@ -58,7 +69,7 @@ impl Job {
 }
 
 /// The background job in flight, if any.
-type Background = Option<(&'static str, JoinHandle<Result<String, SyncError>>)>;
+type Background = Option<(&'static str, JoinHandle<Result<String, CommandError>>)>;
 
 /// Longest pause after a failed run before trying again.
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -116,8 +127,8 @@ pub async fn run(
                 Some(WorkerMsg::Background(job, reply)) => {
                     let _ = reply.send(start_background(&runtime, &mut background, job, &cancel));
                 }
-                Some(message) => {
-                    if let Some(end) = handle(&runtime, &mut schedule, message, &cancel).await {
+                Some(WorkerMsg::Now(now, reply)) => {
+                    if let Some(end) = handle(&runtime, &mut schedule, now, reply, &cancel).await {
                         return end;
                     }
                 }
@@ -130,7 +141,7 @@ pub async fn run(
                     return end;
                 }
                 if next_dlq.is_some_and(|d| d <= Utc::now())
-                    && let Err(e) = runtime.retry_dlq(&Selection::Due).await
+                    && let Err(e) = dlq_retry::retry_dlq(&runtime, &Selection::Due).await
                 {
                     runtime.event(EventLevel::Error, format!("DLQ retry failed: {e}"));
                 }
@@ -203,10 +214,10 @@ fn start_background(
     cancel: &CancellationToken,
 ) -> CommandReply {
     if let Some((running, _)) = background {
-        return Err(format!(
+        return Err(CommandError::Refused(format!(
             "a {running} is running for {}; try again when it is done",
             runtime.customer.name
-        ));
+        )));
     }
     let name = job.name();
     // Its own live figures, so the poll's progress stays readable; the
@@ -222,24 +233,25 @@ fn start_background(
         result
     });
     *background = Some((name, task));
-    Ok(format!("{name} started"))
+    Ok(Done::said(format!("{name} started")))
 }
 
 async fn run_job(
     runtime: &CustomerRuntime,
     job: Job,
     cancel: &CancellationToken,
-) -> Result<String, SyncError> {
+) -> Result<String, CommandError> {
     match job {
         Job::Reconcile => {
-            let report = runtime.run(RunKind::Reconcile, Mode::Reconcile, cancel).await?;
+            let report = execute::run(runtime, RunKind::Reconcile, Mode::Reconcile, cancel).await?;
             Ok(format!(
                 "reconciliation done: {}",
                 summary(&report, &["missed_create", "missed_update", "drift", "lost_downstream", "dlq_held"])
             ))
         }
         Job::FullScan { dry_run } => {
-            let report = runtime.run(RunKind::Deletions, Mode::FullScan { dry_run }, cancel).await?;
+            let report =
+                execute::run(runtime, RunKind::Deletions, Mode::FullScan { dry_run }, cancel).await?;
             if report.needs_confirmation {
                 return Ok(format!(
                     "full scan stopped at the mass-deletion guard: {} users listed; run {} waits for confirmation",
@@ -255,19 +267,7 @@ async fn run_job(
             ))
         }
         Job::Settle { waiting_run, confirm, actor } => {
-            let store = &runtime.target.store;
-            let waiting = super::settle::waiting(store, waiting_run)
-                .await
-                .map_err(|e| SyncError::Internal(e.to_string()))?;
-            if waiting.customer.id != runtime.customer.id {
-                return Err(SyncError::Internal(format!(
-                    "run {waiting_run} belongs to {}",
-                    waiting.customer.name
-                )));
-            }
-            let result =
-                if confirm { runtime.delete_confirmed(&waiting.ids).await? } else { (0, waiting.ids.len()) };
-            Ok(super::settle::record(store, &waiting, confirm, result, &actor).await?)
+            Ok(settle::settle(runtime, waiting_run, confirm, &actor).await?.message)
         }
     }
 }
@@ -280,29 +280,32 @@ fn summary(report: &RunReport, keys: &[&str]) -> String {
 }
 
 /// Waits for the background job; pending forever when there is none.
-async fn join_background(background: &mut Background) -> Result<String, SyncError> {
+async fn join_background(background: &mut Background) -> Result<String, CommandError> {
     let Some((_, task)) = background.as_mut() else {
         return std::future::pending().await;
     };
     let result =
-        task.await.unwrap_or_else(|e| Err(SyncError::Internal(format!("background run failed: {e}"))));
+        task.await.unwrap_or_else(|e| Err(SyncError::Internal(format!("background run failed: {e}")).into()));
     *background = None;
     result
 }
 
 /// Reports a finished background job; a token failure ends the worker.
-fn background_done(runtime: &CustomerRuntime, finished: Result<String, SyncError>) -> Option<WorkerEnd> {
+fn background_done(runtime: &CustomerRuntime, finished: Result<String, CommandError>) -> Option<WorkerEnd> {
     match finished {
         Ok(text) => {
             runtime.event(EventLevel::Info, text);
             None
         }
-        Err(e @ (SyncError::TokenRejected(_) | SyncError::Forbidden(_))) => {
+        Err(CommandError::Sync(e @ (SyncError::TokenRejected(_) | SyncError::Forbidden(_)))) => {
             Some(WorkerEnd::TokenProblem(e.to_string()))
         }
-        Err(SyncError::Cancelled) => None,
-        // The run already recorded and announced its failure.
-        Err(_) => None,
+        // A run records and announces its own failure (or was stopped).
+        Err(CommandError::Sync(_)) => None,
+        Err(refused) => {
+            runtime.event(EventLevel::Warn, refused.to_string());
+            None
+        }
     }
 }
 
@@ -329,7 +332,7 @@ async fn prepare_until_ready(
                 return Some(runtime);
             }
             Err(e) => {
-                if let Some(kind) = super::snapshot::FailureKind::of(&e) {
+                if let Some(kind) = FailureKind::of(&e) {
                     live.record_failure(kind, format!("cannot start: {e}"), None);
                 }
                 shared.event(
@@ -364,7 +367,7 @@ async fn sync_when_due(
     interval: Duration,
     cancel: &CancellationToken,
 ) -> Option<WorkerEnd> {
-    let result = advancing_run(shared, runtime, schedule.force_backfill, cancel).await;
+    let result = super::advance::advancing_run(shared, runtime, schedule.force_backfill, cancel).await;
     schedule.force_backfill = false;
     match result {
         Ok(Some(_)) => {
@@ -405,46 +408,6 @@ fn failure_backoff(failures: u32, interval: Duration) -> chrono::Duration {
     chrono::Duration::from_std(backoff.mul_f64(rand::rng().random_range(0.8..1.2))).unwrap_or_default()
 }
 
-/// The backfill or a poll. `Ok(None)` when a backfill may not start now.
-pub async fn advancing_run(
-    shared: &Arc<Shared>,
-    runtime: &CustomerRuntime,
-    force: bool,
-    cancel: &CancellationToken,
-) -> Result<Option<RunReport>, SyncError> {
-    let kind = match runtime.advancing_kind().await {
-        Ok(kind) => kind,
-        Err(e) => return Err(runtime.note_failure("run", None, e).await),
-    };
-    if kind != RunKind::Backfill {
-        // Customer edits go to VOMO before the poll reads VOMO's changes.
-        if let Err(e) = runtime.write_back_pass(cancel).await {
-            if matches!(e, SyncError::TokenRejected(_) | SyncError::Forbidden(_) | SyncError::Cancelled) {
-                return Err(e);
-            }
-            runtime.event(EventLevel::Error, format!("write-back failed: {e}; retried before the next poll"));
-        }
-        return runtime.run(kind, Mode::Advance, cancel).await.map(Some);
-    }
-    if !force && !backfill_allowed_now(shared) {
-        return Ok(None);
-    }
-    let permit = tokio::select! {
-        () = cancel.cancelled() => return Err(SyncError::Cancelled),
-        permit = Arc::clone(&shared.backfill_slots).acquire_owned() => permit,
-    };
-    let result = runtime.run(kind, Mode::Advance, cancel).await.map(Some);
-    drop(permit);
-    result
-}
-
-fn backfill_allowed_now(shared: &Shared) -> bool {
-    shared.config.backfill_hours.is_none_or(|hours| {
-        let now = Utc::now();
-        hours.contains(now.hour() * 60 + now.minute())
-    })
-}
-
 fn jittered(interval: Duration) -> chrono::Duration {
     chrono::Duration::from_std(interval.mul_f64(rand::rng().random_range(0.9..1.1))).unwrap_or_default()
 }
@@ -452,46 +415,44 @@ fn jittered(interval: Duration) -> chrono::Duration {
 async fn handle(
     runtime: &Arc<CustomerRuntime>,
     schedule: &mut Schedule,
-    message: WorkerMsg,
+    now: Now,
+    reply: oneshot::Sender<CommandReply>,
     cancel: &CancellationToken,
 ) -> Option<WorkerEnd> {
-    match message {
-        WorkerMsg::PollNow(reply) => {
+    match now {
+        Now::Poll => {
             schedule.next_poll = Utc::now();
-            let _ = reply.send(Ok("poll started".into()));
+            let _ = reply.send(Ok(Done::said("poll started")));
             None
         }
-        WorkerMsg::Backfill(reply) => match runtime.advancing_kind().await {
+        Now::Backfill => match runtime.advancing_kind().await {
             Ok(RunKind::Backfill) => {
                 schedule.next_poll = Utc::now();
                 schedule.force_backfill = true;
-                let _ = reply.send(Ok("backfill started".into()));
+                let _ = reply.send(Ok(Done::said("backfill started")));
                 None
             }
             Ok(_) => {
-                let _ = reply.send(Ok("re-walking every user (the checkpoint stays)".into()));
-                match runtime.run(RunKind::Backfill, Mode::FullRewalk, cancel).await {
+                let _ = reply.send(Ok(Done::said("re-walking every user (the checkpoint stays)")));
+                match execute::run(runtime, RunKind::Backfill, Mode::FullRewalk, cancel).await {
                     Ok(_) => None,
                     Err(e) => end_or_backoff(e, schedule, Duration::from_secs(60)),
                 }
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(e.into()));
                 None
             }
         },
-        WorkerMsg::RetryDlq(selection, reply) => {
-            let result = runtime.retry_dlq(&selection).await.map(|r| {
-                format!(
+        Now::RetryDlq(selection) => {
+            let result = dlq_retry::retry_dlq(runtime, &selection).await.map(|r| {
+                let text = format!(
                     "{} delivered, {} still failing, {} without destination",
                     r.delivered, r.failed, r.orphaned
-                )
+                );
+                Done::with(text, Details::Retry(r))
             });
-            let _ = reply.send(result.map_err(|e| e.to_string()));
-            None
-        }
-        WorkerMsg::Background(_, reply) => {
-            let _ = reply.send(Err("internal: background jobs are started by the worker loop".into()));
+            let _ = reply.send(result.map_err(CommandError::from));
             None
         }
     }

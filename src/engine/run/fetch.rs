@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 
-use super::SyncError;
 use super::budget::{Budget, Priority};
 use super::clock::{ClockError, ServerClock};
 use crate::domain::{VomoUserId, whole_second};
+use crate::engine::error::SyncError;
 use crate::vomo::{UpsertOutcome, UpsertRequest, UserDetail, UserFilter, UserPage, VomoClient, VomoError};
 
 /// 429s tolerated for one request before the run gives up.
@@ -65,10 +65,6 @@ impl Fetcher {
     /// Requests sent so far (429s and retries included).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
     }
 
     /// One page of users.

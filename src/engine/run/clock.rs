@@ -111,11 +111,6 @@ impl ServerClock {
         let offset = self.reading().offset_ms;
         offset.map(|ms| Utc::now() + Duration::milliseconds(ms))
     }
-
-    /// The largest skew believed.
-    pub fn max_skew(&self) -> Duration {
-        self.max_skew
-    }
 }
 
 /// Clocks by base URL.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Role;
 use super::snapshot::LiveFigures;
+use crate::engine::config::Role;
 use crate::store::{CustomerId, InstanceRow, Store, StoreError};
 
 /// A process counts as alive while its heartbeat is younger than this many
@@ -26,7 +26,7 @@ struct Figures {
 
 /// The fleet at one moment.
 #[derive(Debug, Default)]
-pub(super) struct Fleet {
+pub(crate) struct Fleet {
     /// Unexpired leases: customer → owner.
     holders: HashMap<CustomerId, String>,
     /// Live workers' published figures: owner → customer name → figures.
@@ -83,7 +83,7 @@ impl Fleet {
 
 /// Who holds a customer's lease now, read afresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Holding {
+pub(crate) enum Holding {
     /// Nobody, or only `me`.
     Free,
     /// A live worker process, which takes queued commands.
@@ -94,7 +94,7 @@ pub(super) enum Holding {
 }
 
 /// Who, other than `me`, holds `customer`'s unexpired lease.
-pub(super) async fn holding(
+pub(crate) async fn holding(
     store: &Store,
     customer: CustomerId,
     me: &str,
@@ -120,7 +120,7 @@ pub(super) async fn holding(
 /// no longer exists: its lease need not be waited out. Elsewhere, or where
 /// it cannot be told (no `/proc`), a holder is presumed alive; a reused pid
 /// only makes us wait for the lease to expire, never take a live one.
-pub(super) fn provably_dead(owner: &str) -> bool {
+pub(crate) fn provably_dead(owner: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (Some(_tag), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -136,7 +136,7 @@ pub(super) fn provably_dead(owner: &str) -> bool {
 
 /// How an attempt to take a customer's lease went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum LeaseAttempt {
+pub(crate) enum LeaseAttempt {
     Acquired,
     /// Taken from a process on this machine that is gone (audited).
     TakenOver {
@@ -152,7 +152,7 @@ pub(super) enum LeaseAttempt {
 /// Takes `customer`'s lease for `me`: free, expired or ours as usual; held
 /// by a process on this machine that is gone, taken over at once with an
 /// audit entry instead of waiting out its expiry.
-pub(super) async fn acquire_lease(
+pub(crate) async fn acquire_lease(
     store: &Store,
     customer: &crate::store::Customer,
     me: &str,
@@ -190,7 +190,7 @@ pub(super) async fn acquire_lease(
 }
 
 /// Why a command cannot go to a customer's lease holder.
-pub(super) fn busy(name: &str, holder: &str) -> String {
+pub(crate) fn busy(name: &str, holder: &str) -> String {
     format!(
         "{name} is held by {holder}, which takes no commands (a one-shot run, or an instance that stopped and \
          whose lease has not expired yet); try again in a minute"
@@ -198,18 +198,18 @@ pub(super) fn busy(name: &str, holder: &str) -> String {
 }
 
 /// Heartbeats older than this mean the process is gone.
-pub(super) fn alive_since(now: DateTime<Utc>, heartbeat_every: Duration) -> DateTime<Utc> {
+pub(crate) fn alive_since(now: DateTime<Utc>, heartbeat_every: Duration) -> DateTime<Utc> {
     now - chrono::Duration::from_std(heartbeat_every * ALIVE_PERIODS).unwrap_or_default()
 }
 
 /// How many of `runnable` customers one of `workers` live workers should
 /// run: an even split, rounded up so the shares always cover every customer.
-pub(super) fn fair_share(runnable: usize, workers: usize) -> usize {
+pub(crate) fn fair_share(runnable: usize, workers: usize) -> usize {
     runnable.div_ceil(workers.max(1))
 }
 
 /// This process's heartbeat row.
-pub(super) fn heartbeat_row(
+pub(crate) fn heartbeat_row(
     owner: &str,
     role: Role,
     started_at: DateTime<Utc>,
