@@ -1,0 +1,87 @@
+//! The customers table: one row per customer in the filtered, sorted
+//! order, coloured by health. Only the visible rows are built, so a
+//! thousand customers cost what a screenful does.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+
+use super::common::{block, lag_text, visible_offset};
+use crate::engine::CustomerSnapshot;
+use crate::tui::state::{App, Health, Pane, health, token_health};
+use crate::tui::theme::Theme;
+
+const WIDTHS: [Constraint; 7] = [
+    Constraint::Min(10),
+    Constraint::Length(14),
+    Constraint::Length(6),
+    Constraint::Length(9),
+    Constraint::Length(9),
+    Constraint::Length(9),
+    Constraint::Length(5),
+];
+
+pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let focused = app.focus == Pane::Customers;
+    let title = format!("Customers {}/{}", app.order.len(), app.snapshot.customers.len());
+    let outer = block(&title, focused, theme);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let visible = usize::from(inner.height.saturating_sub(1)).max(1);
+    let offset = visible_offset(app.offset.get(), app.selected, visible, app.order.len());
+    app.offset.set(offset);
+    let rows: Vec<Row> = app
+        .order
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .filter_map(|(pos, &i)| app.snapshot.customers.get(i).map(|c| (pos, c)))
+        .map(|(pos, c)| {
+            let style = if pos == app.selected { theme.selected() } else { Style::new() };
+            customer_row(c, theme).style(style)
+        })
+        .collect();
+    if rows.is_empty() {
+        let hint = if app.snapshot.customers.is_empty() {
+            "No customers yet. Press n to onboard one."
+        } else {
+            "No customer matches the filter (/ to change it)."
+        };
+        frame.render_widget(Paragraph::new(hint).style(theme.dim()), inner);
+        return;
+    }
+    let header =
+        Row::new(["Customer", "State", "Lag", "Users/min", "Budget", "Token", "DLQ"]).style(theme.header());
+    frame.render_widget(Table::new(rows, WIDTHS).header(header).column_spacing(1), inner);
+}
+
+fn customer_row(c: &CustomerSnapshot, theme: Theme) -> Row<'static> {
+    let h = health(c);
+    let (token, token_h) = token_health(c);
+    let state = if c.stalled { "stalled".to_owned() } else { c.status.as_str().replace('_', " ") };
+    let budget = if c.budget.effective <= 0.0 {
+        "∞".to_owned()
+    } else {
+        format!("{:.1}/{:.1}", c.budget.effective, c.budget.configured)
+    };
+    let dlq = if c.dlq.pending > 0 { c.dlq.pending.to_string() } else { "·".to_owned() };
+    let dlq_style = if c.dlq.permanent > 0 {
+        theme.health(Health::Bad)
+    } else if c.dlq.pending > 0 {
+        theme.health(Health::Warn)
+    } else {
+        theme.dim()
+    };
+    Row::new(vec![
+        Cell::from(Span::styled(c.name.clone(), theme.health(h))),
+        Cell::from(Span::styled(state, theme.health(h))),
+        Cell::from(lag_text(c)),
+        Cell::from(format!("{:.0}", c.throughput_per_min)),
+        Cell::from(budget),
+        Cell::from(Span::styled(token, theme.health(token_h))),
+        Cell::from(Span::styled(dlq, dlq_style)),
+    ])
+}

@@ -1,0 +1,118 @@
+//! The selected customer's detail: its state, token and owner, the lag and
+//! throughput sparklines of the last hour, the request-budget gauge, then
+//! its runs (`runs`) and its DLQ entries (`dlq`). A short pane drops the
+//! sparklines and keeps one DLQ row.
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Paragraph, Sparkline};
+
+use super::common::{ago, block, lag_text};
+use super::{dlq, runs};
+use crate::domain::duration_text;
+use crate::engine::CustomerSnapshot;
+use crate::tui::state::{App, Health, health, token_health};
+use crate::tui::theme::Theme;
+
+pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let Some(c) = app.current() else {
+        frame.render_widget(block("Detail", false, theme), area);
+        return;
+    };
+    let outer = block(&c.name, false, theme);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    // A short pane drops the sparklines and keeps one DLQ row.
+    let roomy = inner.height >= 16;
+    let dlq_rows = if roomy { app.dlq_entries().len().clamp(1, 6) } else { 1 };
+    let [info, sparks, gauge, runs_area, dlq_area] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(if roomy { 2 } else { 0 }),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(u16::try_from(dlq_rows).unwrap_or(6) + 2),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(info_lines(c, app.now, theme)), info);
+    if roomy {
+        sparklines(frame, sparks, app, &c.name, theme);
+    }
+    frame.render_widget(budget_gauge(c, theme), gauge);
+    runs::render(frame, runs_area, app, c, theme);
+    dlq::render(frame, dlq_area, app, c, theme);
+}
+
+fn info_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Line<'static>> {
+    let h = health(c);
+    let mut status = vec![
+        Span::styled(c.status.as_str().replace('_', " "), theme.health(h)),
+        Span::raw(format!(" · lag {} · {} users synced", lag_text(c), c.users_synced)),
+    ];
+    if let Some(at) = c.next_poll_at {
+        status.push(Span::raw(format!(" · next poll in {}", duration_text((at - now).num_seconds()))));
+    }
+    let (token_text, token_h) = token_health(c);
+    let token = match &c.token {
+        Some(t) => format!(
+            "token …{} {token_text}{}",
+            t.fingerprint.trim_start_matches('…'),
+            t.validated_at.map(|at| format!(", checked {} ago", ago(now, at))).unwrap_or_default()
+        ),
+        None => "no token".to_owned(),
+    };
+    // Which process runs it matters once several instances share the DB.
+    let runner = match (&c.owner, c.owned_here) {
+        (_, true) => " · running here".to_owned(),
+        (Some(owner), false) => format!(" · run by {owner}"),
+        (None, false) => " · not running".to_owned(),
+    };
+    let problem =
+        c.failure.as_ref().map(|f| f.message.clone()).or_else(|| c.status_reason.clone()).map_or_else(
+            || Span::styled(c.vomo_url.clone(), theme.dim()),
+            |e| Span::styled(e, theme.health(Health::Bad)),
+        );
+    let token_line =
+        Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
+    vec![Line::from(status), token_line, Line::from(problem)]
+}
+
+fn sparklines(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Theme) {
+    let [lag_area, rate_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let history = app.history.get(name);
+    for (area, label, data) in [
+        (lag_area, "lag (1 h)", history.map(|h| h.lag.iter().copied().collect::<Vec<u64>>())),
+        (rate_area, "users/min (1 h)", history.map(|h| h.throughput.iter().copied().collect::<Vec<u64>>())),
+    ] {
+        let [label_area, spark_area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        frame.render_widget(Paragraph::new(Span::styled(label, theme.dim())), label_area);
+        let data = data.unwrap_or_default();
+        let start = data.len().saturating_sub(usize::from(spark_area.width));
+        frame.render_widget(Sparkline::default().data(&data[start..]).style(theme.gauge()), spark_area);
+    }
+}
+
+/// How much of the configured request budget is in effect, and what it used.
+fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> Gauge<'static> {
+    let ratio = if c.budget.configured > 0.0 {
+        (c.budget.effective / c.budget.configured).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let label = if c.budget.configured > 0.0 {
+        format!(
+            "budget {:.1} of {:.1} req/s · {} requests · {} × 429{}",
+            c.budget.effective,
+            c.budget.configured,
+            c.budget.requests,
+            c.budget.rate_limited,
+            if c.budget.paused { " · paused by 429" } else { "" }
+        )
+    } else {
+        format!("budget unlimited · {} requests · {} × 429", c.budget.requests, c.budget.rate_limited)
+    };
+    Gauge::default().ratio(ratio).label(label).gauge_style(theme.gauge())
+}
