@@ -5,7 +5,6 @@
 //! `cargo bench --bench console` runs both; `-- render` or `-- idle` one.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on failure
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use vomo_sync::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
+use vomo_sync::domain::{CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState};
 use vomo_sync::engine::{BudgetView, CustomerSnapshot, DlqView, EngineSnapshot, RunView, TokenView};
 use vomo_sync::tui::keys::KeyMap;
 use vomo_sync::tui::state::{App, Msg, update};
@@ -48,7 +47,7 @@ fn customer(n: usize) -> CustomerSnapshot {
             outcome: RunOutcome::Ok,
             started_at: now,
             finished_at: Some(now),
-            counts: BTreeMap::from([("created".into(), 1)]),
+            counts: RunCounts { created: 1, ..RunCounts::default() },
             requests_used: 1,
             message: None,
         }],

@@ -25,7 +25,6 @@ mod pg;
 #[path = "../tests/common/sync.rs"]
 mod test_config;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,7 +209,10 @@ async fn instance(location: StateLocation, customers: Vec<i64>, until: Instant, 
                 let checkpoint = store.load_checkpoint(id).await.unwrap();
                 let to = checkpoint.watermark.max(epoch()) + chrono::Duration::seconds(1);
                 store.commit_window(id, &[], Some(to), Some(&owner)).await.unwrap();
-                store.finish_run(run, RunOutcome::Ok, &BTreeMap::new(), 1, None).await.unwrap();
+                store
+                    .finish_run(run, RunOutcome::Ok, &vomo_sync::domain::RunCounts::default(), 1, None)
+                    .await
+                    .unwrap();
                 store.due_dlq(id, Utc::now(), 100).await.unwrap();
                 store.next_dlq_retry_at(id).await.unwrap();
                 polls.fetch_add(1, Ordering::Relaxed);

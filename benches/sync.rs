@@ -40,7 +40,7 @@ async fn backfill(sim: &SimHandle, rate: f64) -> (f64, u64) {
 }
 
 /// Like `backfill`, with the run's counters.
-async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, std::collections::BTreeMap<String, i64>) {
+async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, vomo_sync::domain::RunCounts) {
     let dir = tempfile::tempdir().unwrap();
     let store = sync::state_db(dir.path()).await;
     let dest = format!("jsonl:{}", dir.path().join("acme.jsonl").display());
@@ -54,7 +54,7 @@ async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, std::collecti
     sim.set_faults(Faults::default());
     sync::run_once(&store).await;
     sync::assert_mirrors(&sync::replay_jsonl(&dir.path().join("acme.jsonl")), &sim.users("acme").unwrap());
-    (elapsed, report.requests, report.counts.clone())
+    (elapsed, report.requests, report.counts)
 }
 
 async fn budget() {
@@ -80,14 +80,13 @@ async fn edits() {
         sim.set_faults(Faults { seed: 11, mutate_rate: rate, mutate_delete_share: 0.3, ..Faults::default() });
         let (secs, requests, counts) = backfill_counts(&sim, 0.0).await;
         let ideal = users.div_ceil(15) as f64;
-        let count = |k: &str| counts.get(k).copied().unwrap_or(0);
         println!(
             "edits: {users} users, a user of the window changed before {:.0} % of page reads: {requests} requests = {:.2} × ⌈N/15⌉ ({secs:.1} s; {} chunks, {} failed walks, {} probes split)",
             rate * 100.0,
             requests as f64 / ideal,
-            count("chunks"),
-            count("failed_walks"),
-            count("probes_split")
+            counts.chunks,
+            counts.failed_walks,
+            counts.probes_split
         );
     }
 }

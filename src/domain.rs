@@ -433,6 +433,53 @@ pub fn duration_text(secs: i64) -> String {
     }
 }
 
+/// What a run counted. Stored as a JSON object in the run history (old
+/// rows without a field read it as 0); every reader names fields, none
+/// looks counts up by string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunCounts {
+    /// Users read (with repeats when pages shifted).
+    pub users_seen: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub unchanged: i64,
+    pub dlq_parked: i64,
+    /// Reconciliation causes: changes the polls should have delivered.
+    pub missed_create: i64,
+    pub missed_update: i64,
+    /// Content that changed without `updated_at` moving.
+    pub drift: i64,
+    /// Differences already owned by a pending DLQ entry.
+    pub dlq_held: i64,
+    /// Rows a readable destination lost or that were changed there.
+    pub lost_downstream: i64,
+    /// The walk: chunks completed, walks that failed verification, probes
+    /// split before walking, crowded seconds accepted unverified.
+    pub chunks: i64,
+    pub failed_walks: i64,
+    pub probes_split: i64,
+    pub unverified_accepted: i64,
+    /// A full scan's deletion check.
+    pub deletion_candidates: i64,
+    pub moved_mid_scan: i64,
+    pub confirmed_gone: i64,
+    pub deletion_threshold: i64,
+}
+
+impl RunCounts {
+    /// What a reconciliation found and repaired.
+    pub fn repaired(&self) -> i64 {
+        self.missed_create + self.missed_update + self.drift + self.lost_downstream
+    }
+}
+
+/// A count as a stored number (counts never come near `i64::MAX`).
+pub fn count_of(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// A span in words for messages (`73 years`, `2 days`, `5 minutes`, `1 second`).
 pub fn span_words(secs: i64) -> String {
     let secs = secs.unsigned_abs();
@@ -446,28 +493,35 @@ pub fn span_words(secs: i64) -> String {
     if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
+/// A user for unit tests across the crate.
+#[cfg(test)]
+pub(crate) fn sample_user() -> User {
+    #[allow(clippy::unwrap_used)] // a fixed, valid date
+    let at = Utc.with_ymd_and_hms(2025, 11, 19, 10, 15, 0).unwrap();
+    User {
+        id: 7,
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        full_name: "Ada Lovelace".into(),
+        email: "ada@example.org".into(),
+        address: None,
+        phone: Some("555".into()),
+        birthday: Some("1815-12-10".into()),
+        gender: Some("F".into()),
+        created_at: at,
+        updated_at: at,
+        user_status: Some("VERIFIED".into()),
+        membership_status: Some("ACCEPTED".into()),
+        membership_role: Some("VOLUNTEER".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn user() -> User {
-        let at = Utc.with_ymd_and_hms(2025, 11, 19, 10, 15, 0).unwrap();
-        User {
-            id: 7,
-            first_name: "Ada".into(),
-            last_name: "Lovelace".into(),
-            full_name: "Ada Lovelace".into(),
-            email: "ada@example.org".into(),
-            address: None,
-            phone: Some("555".into()),
-            birthday: Some("1815-12-10".into()),
-            gender: Some("F".into()),
-            created_at: at,
-            updated_at: at,
-            user_status: Some("VERIFIED".into()),
-            membership_status: Some("ACCEPTED".into()),
-            membership_role: Some("VOLUNTEER".into()),
-        }
+        sample_user()
     }
 
     #[test]

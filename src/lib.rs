@@ -8,6 +8,7 @@ pub mod config;
 pub mod dest;
 pub mod domain;
 pub mod engine;
+pub mod excerpt;
 pub mod headless;
 pub mod outbound;
 pub mod sim;

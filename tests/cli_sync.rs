@@ -79,7 +79,7 @@ async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
 
     let once = run(dir, &["headless", "--once"]).await;
     assert!(once.status.success(), "{}", text(&once));
-    assert!(text(&once).contains("backfill ok"), "{}", text(&once));
+    assert!(text(&once).contains("backfill done"), "{}", text(&once));
     let vomo = sim.users("acme").unwrap();
     assert_mirrors(&common::pg::table_users(&pg, "volunteers").await, &vomo);
     assert_eq!(common::pg::table_users(&pg, "volunteers").await.len(), 400, "one row per user");
@@ -95,7 +95,7 @@ async fn onboard_then_once_mirrors_vomo_into_postgres_and_jsonl() {
     sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(once.status.success(), "{}", text(&once));
-    assert!(text(&once).contains("poll ok"), "{}", text(&once));
+    assert!(text(&once).contains("poll done"), "{}", text(&once));
     let vomo = sim.users("acme").unwrap();
     let table = common::pg::table_users(&pg, "volunteers").await;
     assert_mirrors(&table, &vomo);
@@ -502,7 +502,7 @@ async fn a_revoked_token_fails_the_run_and_a_new_token_resumes_from_the_checkpoi
     sim.advance_clock(2); // edits become visible once their second has closed
     let once = run(dir, &["headless", "--once"]).await;
     assert!(
-        once.status.success() && text(&once).contains("poll ok"),
+        once.status.success() && text(&once).contains("poll done"),
         "resumed as a poll, not a new backfill: {}",
         text(&once)
     );

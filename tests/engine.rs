@@ -35,7 +35,7 @@ async fn backfill_mirrors_vomo_and_polls_carry_edits() {
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.kind, Some(RunKind::Backfill));
-    assert_eq!(report.counts["created"], 700);
+    assert_eq!(report.counts.created, 700);
     assert_mirrors(&replay_jsonl(&path), &sim.users("acme").unwrap());
     assert_eq!(status_of(&store, "acme").await, CustomerStatus::Active);
     // ⌈700/15⌉ = 47 pages, plus the open-ended first read.
@@ -52,7 +52,7 @@ async fn backfill_mirrors_vomo_and_polls_carry_edits() {
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.kind, Some(RunKind::Poll));
-    assert_eq!((report.counts["created"], report.counts["updated"], report.counts["deleted"]), (1, 1, 1));
+    assert_eq!((report.counts.created, report.counts.updated, report.counts.deleted), (1, 1, 1));
     let state = replay_jsonl(&path);
     assert_mirrors(&state, &sim.users("acme").unwrap());
     assert_eq!(state[&ids[4]], None, "the anonymised user is deleted downstream");
@@ -83,9 +83,9 @@ async fn a_crowded_second_in_unstable_order_is_read_whole() {
 
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
-    assert_eq!(report.counts["created"], 1000);
-    assert_eq!(report.counts["unverified_accepted"], 0, "the union of re-walks covers the second");
-    assert!(report.counts["failed_walks"] > 0, "one walk of a shuffled crowded second is not enough");
+    assert_eq!(report.counts.created, 1000);
+    assert_eq!(report.counts.unverified_accepted, 0, "the union of re-walks covers the second");
+    assert!(report.counts.failed_walks > 0, "one walk of a shuffled crowded second is not enough");
     assert_mirrors(&replay_jsonl(&path), &sim.users("acme").unwrap());
 }
 

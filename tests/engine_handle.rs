@@ -206,7 +206,7 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
     let poll = said(&handle, Command::PollNow { customer: "acme".into() }).await;
     assert_eq!(poll, Ok("poll started".into()), "polls go on beside it");
     let sweep = finished_run(&store, "acme", RunKind::Deletions).await;
-    assert_eq!(sweep.counts["confirmed_gone"], 1, "{sweep:?}");
+    assert_eq!(sweep.counts.confirmed_gone, 1, "{sweep:?}");
     assert!(replay_jsonl(&out)[&gone].is_none(), "deleted downstream");
     sim.set_faults(vomo_sync::sim::Faults::default());
 
@@ -233,7 +233,7 @@ async fn the_engine_runs_audits_beside_polls_and_offboards_on_command() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let settled = store.run(waiting.id).await.unwrap().unwrap();
-    assert_eq!(settled.counts["deleted"], 0, "every listed user still exists: {settled:?}");
+    assert_eq!(settled.counts.deleted, 0, "every listed user still exists: {settled:?}");
 
     // Offboarding stops the worker and deletes the token at once.
     sim.set_faults(vomo_sync::sim::Faults::default());

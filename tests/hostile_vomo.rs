@@ -227,7 +227,7 @@ async fn one_unreadable_user_goes_to_the_dlq_and_the_others_arrive_without_leaki
         assert!(!entry.message.contains(PRIVATE_EMAIL) && !entry.message.contains(PRIVATE_NAME));
         assert!(entry.payload.contains("raw"), "the raw record is kept for the operator");
     }
-    assert_eq!(report.counts["dlq_parked"], 3);
+    assert_eq!(report.counts.dlq_parked, 3);
     let logged = logs.text();
     assert!(logged.contains("parked in the DLQ"), "{logged}");
     assert!(!logged.contains(PRIVATE_EMAIL) && !logged.contains(PRIVATE_NAME), "personal data in the log");

@@ -59,10 +59,6 @@ fn phone(value: &str) -> UserFields {
     UserFields { phone: Some(value.into()), ..UserFields::default() }
 }
 
-fn count(counts: &BTreeMap<String, i64>, key: &str) -> i64 {
-    counts.get(key).copied().unwrap_or(0)
-}
-
 /// A lost destination write, a change that never moved `updated_at`, a
 /// lost mapping commit, a mapping left at an older version, and a user whose
 /// delivery waits in the DLQ — in that order of `ids`.
@@ -129,13 +125,7 @@ async fn reconciliation_repairs_what_polling_missed_and_counts_it_by_cause() {
     let report = ops(&store).send(reconcile(), "tester").await.map(run_report).unwrap();
     let c = &report.counts;
     assert_eq!(
-        (
-            count(c, "missed_create"),
-            count(c, "missed_update"),
-            count(c, "drift"),
-            count(c, "lost_downstream"),
-            count(c, "dlq_held")
-        ),
+        (c.missed_create, c.missed_update, c.drift, c.lost_downstream, c.dlq_held),
         (1, 1, 1, 1, 1),
         "{c:?}"
     );
@@ -147,7 +137,7 @@ async fn reconciliation_repairs_what_polling_missed_and_counts_it_by_cause() {
     }
     let run = store.run(report.run_id.unwrap()).await.unwrap().unwrap();
     assert_eq!((run.kind, run.outcome), (RunKind::Reconcile, RunOutcome::Ok));
-    assert_eq!(run.counts["drift"], 1);
+    assert_eq!(run.counts.drift, 1);
     assert!(run.requests_used >= 1);
     assert_eq!(
         store.load_checkpoint(customer.id).await.unwrap().watermark,
@@ -157,13 +147,7 @@ async fn reconciliation_repairs_what_polling_missed_and_counts_it_by_cause() {
     // A second reconciliation finds nothing left to repair.
     let again = ops(&store).send(reconcile(), "tester").await.map(run_report).unwrap();
     let c = &again.counts;
-    assert_eq!(
-        count(c, "missed_create")
-            + count(c, "missed_update")
-            + count(c, "drift")
-            + count(c, "lost_downstream"),
-        0
-    );
+    assert_eq!(c.repaired(), 0, "{c:?}");
 }
 
 async fn jsonl_customer(users: usize) -> (SimHandle, tempfile::TempDir, Store, std::path::PathBuf) {
@@ -206,15 +190,15 @@ async fn a_full_scan_deletes_confirmed_users_and_repairs_drift() {
     let before = lines(&path);
     let dry = ops(&store).send(sweep(true), "tester").await.map(run_report).unwrap();
     assert_eq!(dry.deletions, vec![gone_a, gone_b]);
-    assert_eq!(count(&dry.counts, "moved_mid_scan"), hidden.len() as i64);
+    assert_eq!(dry.counts.moved_mid_scan, hidden.len() as i64);
     assert_eq!(dry.run_id, None, "a dry run records no run");
     assert_eq!(lines(&path), before, "a dry run changes nothing");
     assert!(deleted_mappings(dir.path()).await.is_empty());
 
     let report = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert_eq!(report.deletions, vec![gone_a, gone_b]);
-    assert_eq!(count(&report.counts, "drift"), 1, "{:?}", report.counts);
-    assert_eq!(count(&report.counts, "deletion_candidates"), 2 + hidden.len() as i64);
+    assert_eq!(report.counts.drift, 1, "{:?}", report.counts);
+    assert_eq!(report.counts.deletion_candidates, 2 + hidden.len() as i64);
     let state = replay_jsonl(&path);
     assert_eq!((state[&gone_a].as_ref(), state[&gone_b].as_ref()), (None, None), "deleted downstream");
     assert_eq!(state[&old].as_ref().unwrap().phone.as_deref(), Some("+1-555-0404"));
@@ -241,7 +225,7 @@ async fn the_mass_deletion_guard_waits_for_an_operator() {
     let guarded = ops(&store).send(sweep(false), "tester").await.map(run_report).unwrap();
     assert!(guarded.needs_confirmation);
     assert!(guarded.deletions.len() > 30, "{}", guarded.deletions.len());
-    assert_eq!(count(&guarded.counts, "deletion_threshold"), 6);
+    assert_eq!(guarded.counts.deletion_threshold, 6);
     assert_eq!(lines(&path), before, "nothing deleted");
     let run_id = guarded.run_id.unwrap();
     let run = store.run(run_id).await.unwrap().unwrap();
@@ -316,7 +300,7 @@ async fn offboarding_removes_the_token_at_once_and_restore_resumes_without_a_bac
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.kind, Some(RunKind::Poll), "resumed from the checkpoint, no new backfill");
-    assert_eq!(report.counts["updated"], 1);
+    assert_eq!(report.counts.updated, 1);
 }
 
 #[tokio::test]
@@ -444,7 +428,7 @@ async fn write_back_round_trip_without_echo_and_per_field_conflict_rules() {
     let outcomes = run_once(&store).await;
     let report = outcomes[0].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.kind, Some(RunKind::Poll));
-    assert_eq!((report.counts["created"], report.counts["updated"]), (0, 0), "{:?}", report.counts);
+    assert_eq!((report.counts.created, report.counts.updated), (0, 0), "{:?}", report.counts);
     // And the edits are not sent again.
     let requests_before = sim.stats_for(&sim.token("acme").unwrap()).requests;
     sim.advance_clock(2);

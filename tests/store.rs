@@ -186,14 +186,14 @@ async fn dead_letter_queue(store: &Store, acme: &vomo_sync::store::Customer) {
 async fn runs_and_audit(store: &Store, acme: &vomo_sync::store::Customer) {
     // Runs and the audit log.
     let run = store.start_run(acme.id, RunKind::Backfill, None).await.unwrap();
-    let counts = BTreeMap::from([("created".to_owned(), 15)]);
+    let counts = vomo_sync::domain::RunCounts { created: 15, ..Default::default() };
     store.finish_run(run, RunOutcome::Ok, &counts, 2, None).await.unwrap();
     let last = store.last_run_of_each_kind(acme.id).await.unwrap();
     assert_eq!(
         (last[0].kind, last[0].outcome, last[0].requests_used),
         (RunKind::Backfill, RunOutcome::Ok, 2)
     );
-    assert_eq!(last[0].counts["created"], 15);
+    assert_eq!(last[0].counts.created, 15);
     let log = store.audit_log(Some("acme"), 10).await.unwrap();
     assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["dlq.discard", "customer.add"]);
 }

@@ -85,7 +85,7 @@ async fn a_killed_once_leaves_no_wait_and_its_backfill_resumes_as_a_backfill() {
     let next = run(dir, &["headless", "--once"]).await;
     assert!(next.status.success(), "{}", text(&next));
     assert!(started.elapsed() < Duration::from_secs(45), "waited for a dead lease");
-    assert!(text(&next).contains("backfill ok"), "{}", text(&next));
+    assert!(text(&next).contains("backfill done"), "{}", text(&next));
     assert_eq!(replay_jsonl(&jsonl).len(), 5000, "every user arrived");
     let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'lease.taken_over'")
         .fetch_one(&pool)

@@ -86,20 +86,7 @@ async fn once(store: crate::store::Store, config: EngineConfig) -> anyhow::Resul
         skipped += usize::from(outcome.skipped);
         match (&outcome.result, &outcome.note) {
             (_, Some(note)) => println!("{:<20} {note}", outcome.customer),
-            (Ok(Some(report)), None) => {
-                let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
-                println!(
-                    "{:<20} {} ok: {} users read, {} created, {} updated, {} deleted, {} to the DLQ; {} requests",
-                    outcome.customer,
-                    report.kind.map_or("run", RunKind::as_str),
-                    count("users_seen"),
-                    count("created"),
-                    count("updated"),
-                    count("deleted"),
-                    count("dlq_parked"),
-                    report.requests
-                );
-            }
+            (Ok(Some(report)), None) => println!("{:<20} {report}", outcome.customer),
             (Ok(None), None) => println!("{:<20} nothing to do", outcome.customer),
             (Err(e), None) => {
                 failed += 1;

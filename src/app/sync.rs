@@ -18,7 +18,11 @@ const EXIT_NEEDS_CONFIRMATION: u8 = 3;
 pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCode> {
     let operator = open_operator(config, false).await?;
     let engine_command = as_engine_command(&command);
-    let name = engine_command.customer().unwrap_or_default().to_owned();
+    let (SyncCommand::Reconcile { name }
+    | SyncCommand::Poll { name }
+    | SyncCommand::Backfill { name }
+    | SyncCommand::Deletions { name, .. }) = &command;
+    let name = name.clone();
     let done = operator.send(engine_command, &os_user()).await?;
     // Carried out by the instance that runs the customer, its answer is
     // all there is; carried out here, the run's counts are printed.
@@ -26,10 +30,11 @@ pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCo
         Details::Run(report) => *report,
         Details::Settled { deleted, kept } => {
             let run = match &command {
-                SyncCommand::Deletions { confirm, dismiss, .. } => confirm.or(*dismiss).unwrap_or_default(),
-                _ => 0,
+                SyncCommand::Deletions { confirm, dismiss, .. } => confirm.or(*dismiss),
+                _ => None,
             };
-            println!("run {run}: {deleted} users deleted downstream, {kept} kept");
+            let run = run.map_or_else(|| "the sweep".to_owned(), |id| format!("run {id}"));
+            println!("{run}: {deleted} users deleted downstream, {kept} kept");
             return Ok(ExitCode::SUCCESS);
         }
         _ => {
@@ -43,17 +48,17 @@ pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         SyncCommand::Reconcile { .. } => {
-            let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
+            let c = &report.counts;
             println!(
                 "{name}: reconciled {} users in {} requests — {} missed creates, {} missed updates, {} drifted, \
                  {} lost downstream repaired; {} held in the DLQ",
-                count("users_seen"),
+                c.users_seen,
                 report.requests,
-                count("missed_create"),
-                count("missed_update"),
-                count("drift"),
-                count("lost_downstream"),
-                count("dlq_held"),
+                c.missed_create,
+                c.missed_update,
+                c.drift,
+                c.lost_downstream,
+                c.dlq_held,
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -63,7 +68,7 @@ pub async fn run(command: SyncCommand, config: &Config) -> anyhow::Result<ExitCo
 
 /// What a sweep run here found, and its exit status.
 fn deletions(name: &str, dry_run: bool, report: &RunReport) -> anyhow::Result<ExitCode> {
-    let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
+    let c = &report.counts;
     let listed: Vec<String> = report.deletions.iter().take(20).map(ToString::to_string).collect();
     let more = report.deletions.len().saturating_sub(20);
     let list = if more > 0 { format!("{} and {more} more", listed.join(", ")) } else { listed.join(", ") };
@@ -72,30 +77,29 @@ fn deletions(name: &str, dry_run: bool, report: &RunReport) -> anyhow::Result<Ex
             "{name}: {} users are gone from VOMO's listing, above the guard of {}: a real sweep would \
                      delete nothing and wait for an operator's confirmation. Dry run, nothing changed.\nUsers: {list}",
             report.deletions.len(),
-            count("deletion_threshold"),
+            c.deletion_threshold,
         );
         return Ok(ExitCode::from(EXIT_NEEDS_CONFIRMATION));
     }
     if report.needs_confirmation {
         println!(
             "{name}: {} users are gone from VOMO's listing, above the guard of {}; nothing was deleted.\n\
-                     Users: {list}\nConfirm with `vomo-sync sync deletions {name} --confirm {id}` \
-                     (each is checked once more) or drop with `--dismiss {id}`.",
+                     Users: {list}\nTo go on, {} (each user is checked once more).",
             report.deletions.len(),
-            count("deletion_threshold"),
-            id = report.run_id.unwrap_or_default()
+            c.deletion_threshold,
+            report.confirmation_hint(name)
         );
         return Ok(ExitCode::from(EXIT_NEEDS_CONFIRMATION));
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
     println!(
         "{name}: scanned {} users in {} requests; {verb} {} ({}), {} moved mid-scan, {} drifted repaired{}",
-        count("users_seen"),
+        c.users_seen,
         report.requests,
         report.deletions.len(),
         if list.is_empty() { "none".to_owned() } else { list },
-        count("moved_mid_scan"),
-        count("drift"),
+        c.moved_mid_scan,
+        c.drift,
         if dry_run { " — dry run, nothing changed" } else { "" }
     );
     Ok(ExitCode::SUCCESS)

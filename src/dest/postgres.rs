@@ -259,7 +259,8 @@ impl PostgresDest {
         if self.owned.is_empty() {
             return Ok(Vec::new());
         }
-        let pairs: Vec<String> = self.owned.iter().map(|f| format!("'{f}', t.{f}")).collect();
+        // As text, so the object holds only strings and nulls.
+        let pairs: Vec<String> = self.owned.iter().map(|f| format!("'{f}', t.{f}::text")).collect();
         let edits: Vec<String> = self.owned.iter().map(|f| edited(f)).collect();
         let sql = format!(
             "SELECT t.vomo_user_id, jsonb_build_object({})::text FROM {} t WHERE t.deleted_at IS NULL AND ({}) \
@@ -271,7 +272,19 @@ impl PostgresDest {
         let rows: Vec<(i64, String)> = timed(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool))
             .await
             .map_err(|e| self.error(&e))?;
-        Ok(rows.into_iter().map(|(id, json)| (id, serde_json::from_str(&json).unwrap_or_default())).collect())
+        rows.into_iter()
+            .map(|(id, json)| {
+                let edits = serde_json::from_str(&json).map_err(|e| DestError {
+                    class: FailureClass::Permanent,
+                    message: format!(
+                        "PostgreSQL {} (table {}): user {id}'s owned fields could not be read: {e}",
+                        self.shown, self.table
+                    ),
+                    halt: None,
+                })?;
+                Ok((id, edits))
+            })
+            .collect()
     }
 
     /// Records that `values` of a user's owned fields are now in VOMO too

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::{DestError, Outcome, SecretSource, event_json};
 use crate::config::redact_url;
 use crate::domain::{Change, FailureClass};
+use crate::excerpt::{EXCERPT_BYTES, excerpt_hiding};
 use crate::outbound::OutboundPolicy;
 
 /// Unix seconds at which the request was signed.
@@ -28,8 +29,6 @@ pub const TIMESTAMP_HEADER: &str = "X-Vomo-Sync-Timestamp";
 /// `sha256=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "X-Vomo-Sync-Signature";
 const SIGNATURE_PREFIX: &str = "sha256=";
-/// Longest excerpt of a receiver's answer quoted in an error, in bytes.
-const EXCERPT_BYTES: usize = 300;
 /// A backstop beside the client's timeout: no receiver may stall a batch
 /// for longer than this.
 const BACKSTOP: Duration = Duration::from_secs(120);
@@ -282,25 +281,13 @@ fn transport_reason(e: reqwest::Error) -> String {
 /// needed, with the secret and signature blanked should a receiver echo them.
 async fn excerpt(response: &mut reqwest::Response, hidden: &[&str]) -> String {
     let mut bytes = Vec::new();
-    while bytes.len() < EXCERPT_BYTES * 2 {
+    while bytes.len() < EXCERPT_BYTES * 4 {
         match response.chunk().await {
             Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    for value in hidden.iter().filter(|v| !v.is_empty()) {
-        text = text.replace(value, "***");
-    }
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.len() <= EXCERPT_BYTES {
-        return line;
-    }
-    let mut cut = EXCERPT_BYTES;
-    while !line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &line[..cut])
+    excerpt_hiding(&bytes, EXCERPT_BYTES, hidden)
 }
 
 /// `url` with its password and query string (often a token) hidden.

@@ -83,10 +83,7 @@ pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) 
     let last_reconcile =
         c.last_runs.iter().filter(|r| r.kind == RunKind::Reconcile).max_by_key(|r| r.started_at);
     if let Some(run) = last_reconcile {
-        let gaps: i64 = ["missed_create", "missed_update", "drift", "lost_downstream"]
-            .iter()
-            .map(|k| run.counts.get(*k).copied().unwrap_or(0))
-            .sum();
+        let gaps = run.counts.repaired();
         if gaps > 0 {
             found.push((
                 AlertKind::ReconcileGaps,
@@ -201,12 +198,10 @@ impl AlertLedger {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use chrono::TimeZone;
 
     use super::*;
-    use crate::domain::TokenState;
+    use crate::domain::{RunCounts, TokenState};
     use crate::engine::runtime::snapshot::{BudgetView, DlqView, RunView, TokenView};
 
     fn at(minutes: i64) -> DateTime<Utc> {
@@ -276,19 +271,19 @@ mod tests {
         let mut c = customer(CustomerStatus::Active);
         c.lag_secs = 7200;
         c.dlq = DlqView { pending: 2, permanent: 1, oldest: Some(at(0) - chrono::Duration::days(4)) };
-        let run = |id, kind, outcome, counts: &[(&str, i64)]| RunView {
+        let run = |id, kind, outcome, counts: RunCounts| RunView {
             id,
             kind,
             outcome,
             started_at: at(0),
             finished_at: None,
-            counts: counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect::<BTreeMap<_, _>>(),
+            counts,
             requests_used: 0,
             message: None,
         };
         c.last_runs = vec![
-            run(1, RunKind::Reconcile, RunOutcome::Ok, &[("drift", 2)]),
-            run(2, RunKind::Deletions, RunOutcome::NeedsConfirmation, &[]),
+            run(1, RunKind::Reconcile, RunOutcome::Ok, RunCounts { drift: 2, ..RunCounts::default() }),
+            run(2, RunKind::Deletions, RunOutcome::NeedsConfirmation, RunCounts::default()),
         ];
         let kinds: Vec<AlertKind> = conditions(&c, &RULES, at(0)).into_iter().map(|(k, _)| k).collect();
         assert_eq!(

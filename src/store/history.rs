@@ -1,12 +1,11 @@
 //! Run history (what each piece of work did, with counts and requests used)
 //! and the audit log (who did what to which customer, and the result).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use super::types::{AuditEntry, CustomerId, Run, RunId, RunKind, RunOutcome};
 use super::{BeginWrite, Store, StoreError, from_json, to_json, with_pool};
+use crate::domain::RunCounts;
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -94,7 +93,7 @@ impl Store {
         &self,
         id: RunId,
         outcome: RunOutcome,
-        counts: &BTreeMap<String, i64>,
+        counts: &RunCounts,
         requests_used: i64,
         message: Option<&str>,
     ) -> Result<(), StoreError> {

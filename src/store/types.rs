@@ -175,7 +175,7 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: RunOutcome,
     /// Named counters (users seen, created, updated, …).
-    pub counts: BTreeMap<String, i64>,
+    pub counts: crate::domain::RunCounts,
     pub requests_used: i64,
     pub message: Option<String>,
 }

@@ -3,7 +3,6 @@
 //! ratatui's `TestBackend` at 80×24 and 160×48, in colour and without.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -16,7 +15,7 @@ use super::keys::KeyMap;
 use super::state::{App, Effect, Guarded, Health, Mode, Msg, Pane, health, update};
 use super::theme::{Theme, ThemeKind};
 use super::view;
-use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
+use crate::domain::{CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState};
 use crate::engine::DlqItem;
 use crate::engine::{
     BudgetView, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress,
@@ -54,7 +53,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
             outcome: RunOutcome::Ok,
             started_at: now() - Duration::minutes(3),
             finished_at: Some(now() - Duration::minutes(3)),
-            counts: BTreeMap::from([("created".to_owned(), 2), ("updated".to_owned(), 5)]),
+            counts: RunCounts { created: 2, updated: 5, ..RunCounts::default() },
             requests_used: 1,
             message: None,
         }],
@@ -187,7 +186,7 @@ fn a_guarded_sweep_is_confirmed_by_name_and_ctrl_chords_do_nothing() {
         outcome: RunOutcome::NeedsConfirmation,
         started_at: now(),
         finished_at: None,
-        counts: BTreeMap::from([("deletion_candidates".to_owned(), 61)]),
+        counts: RunCounts { deletion_candidates: 61, ..RunCounts::default() },
         requests_used: 30,
         message: None,
     });

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::excerpt::excerpt;
+
 /// What went wrong talking to VOMO.
 #[derive(Debug, thiserror::Error)]
 pub enum VomoError {
@@ -76,28 +78,6 @@ fn format_fields(message: &str, fields: &BTreeMap<String, Vec<String>>) -> Strin
     let parts: Vec<String> =
         fields.iter().map(|(field, msgs)| format!("{field}: {}", msgs.join("; "))).collect();
     format!("{message} ({})", parts.join(", "))
-}
-
-/// At most `max` bytes of a body (cut on a character boundary), on one
-/// line, for error messages. Only the first `4 × max` bytes are looked at,
-/// so a huge body costs nothing here.
-pub fn excerpt(body: &[u8], max: usize) -> String {
-    let head = &body[..body.len().min(max.saturating_mul(4))];
-    let text = String::from_utf8_lossy(head);
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        return "(empty body)".to_owned();
-    }
-    if flat.len() > max || head.len() < body.len() {
-        let mut cut = max.min(flat.len());
-        while !flat.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}…", &flat[..cut])
-    } else {
-        flat
-    }
 }
 
 /// 422 field messages bounded like any remote text: at most 20 fields and

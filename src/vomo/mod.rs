@@ -23,13 +23,11 @@ pub use projects::{
 };
 
 use crate::domain::{ApiToken, User, VomoUserId};
-use error::excerpt;
+use crate::excerpt::{EXCERPT_BYTES, excerpt};
 
 /// VOMO's fixed page size (vomo-api.md §4).
 pub const PAGE_SIZE: u64 = 15;
 
-/// How much of a bad body goes into an error message, in bytes.
-pub const EXCERPT_BYTES: usize = 300;
 /// The largest body read by default (`vomo.max_body`).
 pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
 /// More users than any organisation has: a larger `meta.total` is a lie.
@@ -362,7 +360,7 @@ fn decode_user_list(
                     id,
                     updated_at: bad.updated_at,
                     reason: format!("user {id}: {}", bad.reason),
-                    raw: error::excerpt(bad.raw.as_bytes(), RAW_USER_BYTES),
+                    raw: excerpt(bad.raw.as_bytes(), RAW_USER_BYTES),
                 }),
                 None => {
                     return Err(VomoError::Decode {
@@ -469,7 +467,7 @@ fn check_status(reply: &Reply, endpoint: &str) -> Result<(), VomoError> {
     let message = body
         .message
         .as_deref()
-        .map_or_else(|| excerpt(&reply.body, EXCERPT_BYTES), |m| excerpt(m.as_bytes(), EXCERPT_BYTES));
+        .map_or_else(|| quote_body(&reply.body), |m| excerpt(m.as_bytes(), EXCERPT_BYTES));
     Err(match status.as_u16() {
         401 => VomoError::Unauthorized { endpoint },
         403 => VomoError::Forbidden { endpoint, message },
@@ -478,14 +476,8 @@ fn check_status(reply: &Reply, endpoint: &str) -> Result<(), VomoError> {
             VomoError::Validation { endpoint, message, fields: error::bounded_fields(body.field_messages()) }
         }
         429 => VomoError::RateLimited { endpoint, retry_after: retry_after(&reply.headers) },
-        code @ 500..=599 => {
-            VomoError::Server { endpoint, status: code, excerpt: excerpt(&reply.body, EXCERPT_BYTES) }
-        }
-        code => VomoError::UnexpectedStatus {
-            endpoint,
-            status: code,
-            excerpt: excerpt(&reply.body, EXCERPT_BYTES),
-        },
+        code @ 500..=599 => VomoError::Server { endpoint, status: code, excerpt: quote_body(&reply.body) },
+        code => VomoError::UnexpectedStatus { endpoint, status: code, excerpt: quote_body(&reply.body) },
     })
 }
 
@@ -497,7 +489,7 @@ fn decode<T: DeserializeOwned>(body: &[u8], endpoint: &str) -> Result<T, VomoErr
     if !body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')) {
         return Err(VomoError::Decode {
             endpoint: endpoint.to_owned(),
-            reason: format!("the body is not JSON; it starts: {}", excerpt(body, EXCERPT_BYTES)),
+            reason: format!("the body is not JSON; it starts: {}", quote_body(body)),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
@@ -525,6 +517,12 @@ fn server_time(headers: &HeaderMap) -> Option<DateTime<Utc>> {
 fn rate_info(headers: &HeaderMap) -> RateInfo {
     let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse().ok();
     RateInfo { limit: number("x-ratelimit-limit"), remaining: number("x-ratelimit-remaining") }
+}
+
+/// A body quoted in an error message: an excerpt, or a note that it was empty.
+fn quote_body(body: &[u8]) -> String {
+    let said = excerpt(body, EXCERPT_BYTES);
+    if said.is_empty() { "(empty body)".to_owned() } else { said }
 }
 
 #[cfg(test)]

@@ -16,11 +16,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::budget::{Budget, WINDOW};
+use crate::excerpt::{EXCERPT_BYTES, excerpt, excerpt_hiding};
 
 /// The most of an answer ever read.
 const BODY_CAP: usize = 16 * 1024 * 1024;
-/// The most of HubSpot's error text kept in a message, in bytes.
-const EXCERPT_BYTES: usize = 300;
 /// A backstop for a shared client built without a request timeout.
 const BACKSTOP: Duration = Duration::from_secs(120);
 /// Attempts per call for 5xx, timeouts and lost connections.
@@ -48,7 +47,7 @@ pub struct HubspotError {
 impl HubspotError {
     /// Reads an error object (a whole answer or one entry of `errors[]`).
     pub fn from_json(value: &Value) -> Self {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).map(excerpt);
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(quoted);
         let required_scopes = value
             .get("errors")
             .and_then(Value::as_array)
@@ -57,7 +56,7 @@ impl HubspotError {
             .filter_map(|e| e.pointer("/context/requiredScopes").and_then(Value::as_array))
             .flatten()
             .filter_map(Value::as_str)
-            .map(excerpt)
+            .map(quoted)
             .collect();
         Self {
             category: text("category").or_else(|| text("errorType")),
@@ -236,7 +235,7 @@ impl Client {
                 Some(body) => body,
                 None if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
                 None => {
-                    let said = self.hide_token(&excerpt(&String::from_utf8_lossy(bytes)));
+                    let said = self.quote(bytes);
                     return Err(CallError::Transport(format!(
                         "HubSpot answered {status} with a body that is not JSON: {said}"
                     )));
@@ -246,15 +245,19 @@ impl Client {
         }
         let mut error = match parsed {
             Some(body @ Value::Object(_)) => HubspotError::from_json(&body),
-            _ => {
-                HubspotError { message: excerpt(&String::from_utf8_lossy(bytes)), ..HubspotError::default() }
-            }
+            _ => HubspotError { message: self.quote(bytes), ..HubspotError::default() },
         };
         error.message = self.hide_token(&error.message);
         Err(CallError::Status { status, error })
     }
 
     /// Blanks the token should HubSpot (or a proxy) ever echo it.
+    /// An answer's body quoted in a message, with the token blanked should
+    /// HubSpot echo it.
+    fn quote(&self, bytes: &[u8]) -> String {
+        excerpt_hiding(bytes, EXCERPT_BYTES, &[self.token.expose_secret()])
+    }
+
     fn hide_token(&self, text: &str) -> String {
         let token = self.token.expose_secret();
         if token.is_empty() { text.to_owned() } else { text.replace(token, "***") }
@@ -317,20 +320,12 @@ fn transport_reason(e: &reqwest::Error) -> String {
         causes.push(cause.to_string());
         source = cause.source();
     }
-    if causes.is_empty() { kind.to_owned() } else { format!("{kind} ({})", excerpt(&causes.join(": "))) }
+    if causes.is_empty() { kind.to_owned() } else { format!("{kind} ({})", quoted(&causes.join(": "))) }
 }
 
-/// Text on one line, at most [`EXCERPT_BYTES`] bytes, cut on a character.
-pub fn excerpt(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.len() <= EXCERPT_BYTES {
-        return line;
-    }
-    let mut cut = EXCERPT_BYTES;
-    while !line.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &line[..cut])
+/// A field of HubSpot's answer quoted in a message.
+fn quoted(text: &str) -> String {
+    excerpt(text.as_bytes(), EXCERPT_BYTES)
 }
 
 #[cfg(test)]
@@ -338,15 +333,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn excerpts_are_short_single_lines() {
-        assert_eq!(excerpt("a\n  b"), "a b");
-        let long = "é".repeat(400);
-        let cut = excerpt(&long);
-        assert!(cut.len() <= EXCERPT_BYTES + '…'.len_utf8(), "{}", cut.len());
-        assert!(cut.ends_with('…'));
-    }
 
     #[test]
     fn error_bodies_are_read_field_by_field() {

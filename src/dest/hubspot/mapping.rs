@@ -275,29 +275,13 @@ fn same(kind: Kind, ours: Option<&str>, theirs: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
     use serde_json::json;
 
     use super::*;
 
     fn user() -> User {
-        let at = Utc.with_ymd_and_hms(2025, 11, 19, 10, 15, 0).unwrap();
-        User {
-            id: 7,
-            first_name: "Ada".into(),
-            last_name: "Lovelace".into(),
-            full_name: "Ada Lovelace".into(),
-            email: "Ada@Example.org".into(),
-            address: None,
-            phone: Some("555".into()),
-            birthday: Some("1815-12-10".into()),
-            gender: Some("F".into()),
-            created_at: at,
-            updated_at: at,
-            user_status: Some("VERIFIED".into()),
-            membership_status: Some("ACCEPTED".into()),
-            membership_role: Some("VOLUNTEER".into()),
-        }
+        // Mixed case, to show the email is matched lower-cased.
+        User { email: "Ada@Example.org".into(), ..crate::domain::sample_user() }
     }
 
     fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

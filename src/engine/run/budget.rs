@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
+use super::lock::locked;
+
 /// Work classes, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
@@ -107,7 +109,7 @@ impl Budget {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a few numbers; a panic elsewhere cannot leave it
         // inconsistent, so a poisoned lock is recovered.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.state)
     }
 
     /// Waits for a permit to send one request at `priority`.

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::lock::locked;
 use crate::domain::{format_rfc3339, span_words};
 
 /// Why VOMO's clock was not believed.
@@ -74,7 +75,7 @@ impl ServerClock {
     }
 
     fn reading(&self) -> std::sync::MutexGuard<'_, Reading> {
-        self.reading.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.reading)
     }
 
     /// Records VOMO's time from a response, if it is believable (`Date` has
@@ -132,7 +133,7 @@ impl Clocks {
     }
 
     pub fn for_url(&self, base_url: &str) -> Arc<ServerClock> {
-        let mut map = self.by_url.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = locked(&self.by_url);
         let skew = self.max_skew;
         Arc::clone(
             map.entry(base_url.trim_end_matches('/').to_owned())

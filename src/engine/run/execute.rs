@@ -6,7 +6,6 @@
 //! scan reads everyone and then looks for deletions. Token failures stop the
 //! customer at once.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,10 +17,12 @@ use super::budget::Priority;
 use super::customer::CustomerRuntime;
 use super::events::EventLevel;
 use super::fetch::Fetcher;
-use super::live::locked;
+use super::lock::locked;
 use super::process::{Counters, Sink, SinkOptions};
 use super::window::{WalkSummary, Walker};
-use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window, epoch, whole_second};
+use crate::domain::{
+    CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState, Window, count_of, epoch, whole_second,
+};
 use crate::engine::error::SyncError;
 use crate::store::AuditEntry;
 
@@ -58,20 +59,16 @@ impl Mode {
 /// Copies a walk's figures into the run report.
 fn record_walk(report: &mut RunReport, walked: &Walked) {
     let summary = &walked.summary;
-    for (key, value) in [
-        ("chunks", summary.chunks),
-        ("failed_walks", summary.failed_walks),
-        ("probes_split", summary.probes_split),
-        ("unverified_accepted", summary.unverified_accepted),
-    ] {
-        report.counts.insert(key.to_owned(), i64::try_from(value).unwrap_or(i64::MAX));
-    }
+    let counts = &mut report.counts;
+    counts.chunks = count_of(summary.chunks);
+    counts.failed_walks = count_of(summary.failed_walks);
+    counts.probes_split = count_of(summary.probes_split);
+    counts.unverified_accepted = count_of(summary.unverified_accepted);
     if let Some(sweep) = &walked.sweep {
-        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        report.counts.insert("deletion_candidates".to_owned(), n(sweep.candidates));
-        report.counts.insert("moved_mid_scan".to_owned(), n(sweep.moved));
-        report.counts.insert("confirmed_gone".to_owned(), n(sweep.gone.len()));
-        report.counts.insert("deletion_threshold".to_owned(), n(sweep.threshold));
+        counts.deletion_candidates = count_of(sweep.candidates);
+        counts.moved_mid_scan = count_of(sweep.moved);
+        counts.confirmed_gone = count_of(sweep.gone.len());
+        counts.deletion_threshold = count_of(sweep.threshold);
         report.deletions.clone_from(&sweep.gone);
         report.needs_confirmation = sweep.guarded;
     }
@@ -83,7 +80,7 @@ fn outcome_of(report: &RunReport) -> (RunOutcome, Option<String>) {
         let message = format!(
             "{} users are gone from VOMO, above the mass-deletion guard ({}); nothing was deleted until an operator confirms",
             report.deletions.len(),
-            report.counts.get("deletion_threshold").copied().unwrap_or(0)
+            report.counts.deletion_threshold
         );
         return (RunOutcome::NeedsConfirmation, Some(message));
     }
@@ -107,7 +104,7 @@ pub struct RunReport {
     pub kind: Option<RunKind>,
     /// The run record (none for a dry run, which records nothing).
     pub run_id: Option<crate::store::RunId>,
-    pub counts: BTreeMap<String, i64>,
+    pub counts: RunCounts,
     pub requests: u64,
     pub window: Option<Window>,
     pub walk: WalkSummary,
@@ -118,20 +115,33 @@ pub struct RunReport {
     pub needs_confirmation: bool,
 }
 
+impl RunReport {
+    /// What an operator does about a sweep stopped at the mass-deletion
+    /// guard: confirm or dismiss its recorded run; a dry run records none.
+    pub fn confirmation_hint(&self, customer: &str) -> String {
+        match self.run_id {
+            Some(id) => format!(
+                "confirm with `vomo-sync sync deletions {customer} --confirm {id}` or drop with `--dismiss {id}`"
+            ),
+            None => "a dry run: a real sweep would wait for an operator's confirmation".to_owned(),
+        }
+    }
+}
+
 /// The run-summary sentence: `poll done: 12 users read, 1 created, 3
 /// updated, 0 deleted, 0 to the DLQ, 2 requests`.
 impl std::fmt::Display for RunReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = |key: &str| self.counts.get(key).copied().unwrap_or(0);
+        let c = &self.counts;
         write!(
             f,
             "{} done: {} users read, {} created, {} updated, {} deleted, {} to the DLQ, {} requests",
             self.kind.map_or("run", RunKind::as_str),
-            count("users_seen"),
-            count("created"),
-            count("updated"),
-            count("deleted"),
-            count("dlq_parked"),
+            c.users_seen,
+            c.created,
+            c.updated,
+            c.deleted,
+            c.dlq_parked,
             self.requests
         )
     }
@@ -173,11 +183,10 @@ pub async fn run(
     begin(rt, kind, run_id);
     let counters = Arc::new(Counters::default());
     let result = walk(rt, kind, mode, run_id, &fetcher, Arc::clone(&counters)).await;
-    let causes = matches!(mode, Mode::Reconcile | Mode::FullScan { .. });
     let mut report = RunReport {
         kind: Some(kind),
         run_id,
-        counts: counters.to_map(causes),
+        counts: counters.counts(),
         requests: fetcher.requests(),
         ..RunReport::default()
     };
@@ -418,10 +427,9 @@ async fn after_success(
         rt.event(
             EventLevel::Warn,
             format!(
-                "{kind}: {} users are gone from VOMO, more than the guard allows; nothing was deleted — confirm with `vomo-sync sync deletions {} --confirm {}`",
+                "{kind}: {} users are gone from VOMO, more than the guard allows; nothing was deleted — {}",
                 report.deletions.len(),
-                rt.customer.name,
-                report.run_id.unwrap_or_default()
+                report.confirmation_hint(&rt.customer.name)
             ),
         );
     }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::lock::locked;
 use super::window::{ChunkSizer, Progress};
 use crate::domain::RunKind;
 
@@ -34,10 +35,6 @@ pub struct Live {
     /// The figures of a reconciliation or full scan running beside the
     /// polls, while it runs.
     pub background: std::sync::Mutex<Option<Arc<Live>>>,
-}
-
-pub(super) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Live {

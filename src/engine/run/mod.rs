@@ -17,6 +17,7 @@ pub mod events;
 pub mod execute;
 pub mod fetch;
 pub mod live;
+pub(crate) mod lock;
 pub mod process;
 pub mod settle;
 pub mod sweep;

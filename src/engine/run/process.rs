@@ -19,8 +19,9 @@ use futures::future::join_all;
 
 use super::detect::{Verdict, classify};
 use super::fetch::RetryPolicy;
+use super::lock::locked;
 use crate::dest::{DestError, Destination};
-use crate::domain::{Change, ChangeKind, ContentHash, User, VomoUserId};
+use crate::domain::{Change, ChangeKind, ContentHash, RunCounts, User, VomoUserId, count_of};
 use crate::engine::error::SyncError;
 use crate::store::{CustomerId, Mapping, MappingWrite, NewDlqEntry, Store};
 use crate::vomo::MalformedUser;
@@ -65,26 +66,23 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The counters as the run record stores them; with `causes`, the
-    /// reconciliation causes too.
-    pub fn to_map(&self, causes: bool) -> BTreeMap<String, i64> {
-        let get = |c: &AtomicU64| i64::try_from(c.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        let mut map = BTreeMap::from([
-            ("users_seen".to_owned(), get(&self.users_seen)),
-            ("created".to_owned(), get(&self.created)),
-            ("updated".to_owned(), get(&self.updated)),
-            ("deleted".to_owned(), get(&self.deleted)),
-            ("unchanged".to_owned(), get(&self.unchanged)),
-            ("dlq_parked".to_owned(), get(&self.dlq_parked)),
-        ]);
-        if causes {
-            map.insert("missed_create".to_owned(), get(&self.missed_create));
-            map.insert("missed_update".to_owned(), get(&self.missed_update));
-            map.insert("drift".to_owned(), get(&self.drift));
-            map.insert("dlq_held".to_owned(), get(&self.dlq_held));
-            map.insert("lost_downstream".to_owned(), get(&self.lost_downstream));
+    /// The counters as the run record stores them.
+    pub fn counts(&self) -> RunCounts {
+        let get = |c: &AtomicU64| count_of(c.load(Ordering::Relaxed));
+        RunCounts {
+            users_seen: get(&self.users_seen),
+            created: get(&self.created),
+            updated: get(&self.updated),
+            deleted: get(&self.deleted),
+            unchanged: get(&self.unchanged),
+            dlq_parked: get(&self.dlq_parked),
+            missed_create: get(&self.missed_create),
+            missed_update: get(&self.missed_update),
+            drift: get(&self.drift),
+            dlq_held: get(&self.dlq_held),
+            lost_downstream: get(&self.lost_downstream),
+            ..RunCounts::default()
         }
-        map
     }
 }
 
@@ -131,10 +129,6 @@ struct Batches {
     /// at a time, so the locks are never contended.
     dlq_keys: std::sync::Mutex<HashSet<(String, VomoUserId)>>,
     seen: std::sync::Mutex<HashSet<VomoUserId>>,
-}
-
-fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Sink {
@@ -428,7 +422,7 @@ impl Batches {
 
     async fn supersede(&self, destination: &str, item: &Pending) -> Result<(), SyncError> {
         let key = (destination.to_owned(), item.change.vomo_user_id);
-        let pending = self.dlq_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        let pending = locked(&self.dlq_keys).remove(&key);
         if pending {
             let target = &self.target;
             target.store.supersede_dlq(target.customer_id, destination, key.1, item.updated_at).await?;
@@ -450,7 +444,9 @@ impl Batches {
             vomo_user_id: item.change.vomo_user_id,
             destination: destination.to_owned(),
             change_kind: item.change.kind.as_str().to_owned(),
-            payload: serde_json::to_string(&item.change).unwrap_or_default(),
+            payload: serde_json::to_string(&item.change).map_err(|e| {
+                SyncError::Internal(format!("a change could not be serialised for the DLQ: {e}"))
+            })?,
             content_hash: item.hash,
             vomo_updated_at: item.updated_at,
             class: error.class,
@@ -458,7 +454,7 @@ impl Batches {
             next_retry_at,
         };
         self.target.store.park_in_dlq(self.target.customer_id, &entry).await?;
-        let mut keys = self.dlq_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = locked(&self.dlq_keys);
         keys.insert((destination.to_owned(), item.change.vomo_user_id));
         drop(keys);
         Counters::add(&self.counters.dlq_parked, 1);

@@ -92,8 +92,8 @@ pub async fn record(
     let Waiting { run, customer, ids } = waiting;
     let outcome = if confirmed { RunOutcome::Confirmed } else { RunOutcome::Dismissed };
     let message = format!("{} by {actor}: {deleted} deleted, {kept} kept", outcome.as_str());
-    let mut counts = run.counts.clone();
-    counts.insert("deleted".to_owned(), i64::try_from(deleted).unwrap_or(i64::MAX));
+    let mut counts = run.counts;
+    counts.deleted = crate::domain::count_of(deleted);
     store.finish_run(run.id, outcome, &counts, run.requests_used, Some(&message)).await?;
     store.clear_pending_deletions(run.id).await?;
     let action = if confirmed { "sync.deletions.confirm" } else { "sync.deletions.dismiss" };

@@ -126,11 +126,11 @@ pub enum Command {
 
 /// Who may carry out a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routing {
-    /// The process that runs the customer (its worker does the work, or
-    /// must stop first); through the command queue when that is another
+pub enum Routing<'a> {
+    /// The process that runs the named customer (its worker does the work,
+    /// or must stop first); through the command queue when that is another
     /// process; under a short lease of the asking process when none is.
-    Owner,
+    Owner(&'a str),
     /// Any process: it only changes the state DB, and the owner (if any)
     /// sees the change at its next reload.
     Anywhere,
@@ -180,16 +180,16 @@ impl Command {
         }
     }
 
-    pub fn routing(&self) -> Routing {
+    pub fn routing(&self) -> Routing<'_> {
         match self {
-            Self::Backfill { .. }
-            | Self::PollNow { .. }
-            | Self::RetryDlq { .. }
-            | Self::Reconcile { .. }
-            | Self::DeletionSweep { .. }
-            | Self::SettleDeletions { .. }
-            | Self::Offboard { .. }
-            | Self::Pause { .. } => Routing::Owner,
+            Self::Backfill { customer }
+            | Self::PollNow { customer }
+            | Self::RetryDlq { customer, .. }
+            | Self::Reconcile { customer }
+            | Self::DeletionSweep { customer, .. }
+            | Self::SettleDeletions { customer, .. }
+            | Self::Offboard { customer, .. }
+            | Self::Pause { customer } => Routing::Owner(customer),
             Self::DiscardDlq { .. }
             | Self::Resume { .. }
             | Self::Onboard(_)

@@ -25,7 +25,7 @@ use crate::engine::run::settle;
 use crate::store::{AuditEntry, Customer, NewCustomer, NewDestination};
 
 /// A command's audit entry: who, what, and how it went (never a secret).
-pub(crate) fn audit_entry(command: &Command, actor: &str, result: &Result<String, String>) -> AuditEntry {
+pub(crate) fn audit_entry(command: &Command, actor: &str, result: Result<&str, &CommandError>) -> AuditEntry {
     AuditEntry {
         at: Utc::now(),
         actor: actor.to_owned(),
@@ -33,7 +33,7 @@ pub(crate) fn audit_entry(command: &Command, actor: &str, result: &Result<String
         action: command.action().to_owned(),
         detail: command.audit_detail(),
         result: match result {
-            Ok(text) => text.clone(),
+            Ok(text) => text.to_owned(),
             Err(e) => format!("refused: {e}"),
         },
     }
@@ -41,7 +41,12 @@ pub(crate) fn audit_entry(command: &Command, actor: &str, result: &Result<String
 
 /// Records `command`'s audit entry unless its change recorded a more
 /// precise one in its own transaction.
-pub(crate) async fn audit(shared: &Shared, command: &Command, actor: &str, result: &Result<String, String>) {
+pub(crate) async fn audit(
+    shared: &Shared,
+    command: &Command,
+    actor: &str,
+    result: Result<&str, &CommandError>,
+) {
     if command.audits_itself() && result.is_ok() {
         return;
     }
@@ -85,7 +90,7 @@ pub(crate) async fn change_state(shared: &Arc<Shared>, command: &Command, actor:
             ops::validate_token(shared, &customer.vomo_url, token).await?;
             let status = resumed_status(&shared.store, &customer).await?;
             let text = format!("restored with token {}; status {status}", token.fingerprint());
-            let entry = audit_entry(command, actor, &Ok(text.clone()));
+            let entry = audit_entry(command, actor, Ok(&text));
             shared.store.restore_customer(&customer, token, status, &entry).await?;
             Ok(Done::with(text, Details::Status(status)))
         }
@@ -141,8 +146,7 @@ async fn onboard(shared: &Arc<Shared>, request: &OnboardRequest, actor: &str) ->
         })
         .collect();
     let text = format!("onboarded {} (token {}); backfill queued", request.name, request.token.fingerprint());
-    let entry =
-        audit_entry(&Command::Onboard(Box::new(request.clone())), actor, &Ok("ok; backfill queued".into()));
+    let entry = audit_entry(&Command::Onboard(Box::new(request.clone())), actor, Ok("ok; backfill queued"));
     let new = NewCustomer {
         name: &request.name,
         vomo_url: &request.vomo_url,
@@ -160,7 +164,7 @@ async fn offboard(shared: &Shared, name: &str, purge: bool, actor: &str, command
     let customer = customer_named(&shared.store, name).await?;
     let retention = humantime::format_duration(shared.config.offboard_retention);
     if customer.status != CustomerStatus::Offboarded {
-        let entry = audit_entry(command, actor, &Ok(format!("token deleted; state kept for {retention}")));
+        let entry = audit_entry(command, actor, Ok(&format!("token deleted; state kept for {retention}")));
         shared.store.offboard_customer(&customer, &entry).await?;
     } else if !purge {
         return Err(CommandError::Refused(format!(
@@ -233,7 +237,7 @@ async fn discard(
         .filter(|e| e.customer_id == owner.id)
         .ok_or_else(|| CommandError::Refused(format!("{customer} has no DLQ entry {id}")))?;
     let text = format!("entry {id} (user {}, {}) discarded", entry.vomo_user_id, entry.destination);
-    shared.store.discard_dlq(id, note, &audit_entry(command, actor, &Ok(text.clone()))).await?;
+    shared.store.discard_dlq(id, note, &audit_entry(command, actor, Ok(&text))).await?;
     Ok(Done::said(text))
 }
 

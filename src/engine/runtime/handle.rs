@@ -20,6 +20,7 @@ use crate::engine::config::{EngineConfig, Role};
 use crate::engine::error::SyncError;
 use crate::engine::ops::{DlqItem, Ops};
 use crate::engine::run::events::{EngineEvent, EventLevel};
+use crate::engine::run::lock::locked;
 use crate::store::Store;
 
 /// How often the command queue is looked at without a notification.
@@ -79,7 +80,7 @@ impl EngineHandle {
     /// committing what was acknowledged) and waits for the engine to end.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let task = locked(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::command::{Command, CommandError, CommandReply, Done, Routing};
+use super::command::{Command, CommandError, CommandReply, Routing};
 use super::door;
 use super::fleet::{self, Holding};
 use super::queue;
@@ -40,8 +40,7 @@ impl Operator {
     pub async fn send(&self, command: Command, actor: &str) -> CommandReply {
         let (reply, here) = self.route(&command, actor).await;
         if here {
-            let text = reply.as_ref().map(|d| d.message.clone()).map_err(ToString::to_string);
-            door::audit(&self.shared, &command, actor, &text).await;
+            door::audit(&self.shared, &command, actor, reply.as_ref().map(|d| d.message.as_str())).await;
         }
         reply
     }
@@ -54,10 +53,9 @@ impl Operator {
 
     /// The reply, and whether the command was carried out in this process.
     async fn route(&self, command: &Command, actor: &str) -> (CommandReply, bool) {
-        if command.routing() == Routing::Anywhere {
+        let Routing::Owner(name) = command.routing() else {
             return (door::change_state(&self.shared, command, actor).await, true);
-        }
-        let name = command.customer().unwrap_or_default();
+        };
         let customer = match customer_named(&self.shared.store, name).await {
             Ok(customer) => customer,
             Err(e) => return (Err(e), true),
@@ -67,8 +65,7 @@ impl Operator {
             Err(e) => (Err(e.into()), true),
             Ok(Holding::Busy(holder)) => (Err(CommandError::Busy(fleet::busy(name, &holder))), true),
             Ok(Holding::Worker(holder)) => {
-                let answer = queue::send(&self.shared.store, command, actor, &config.owner, &holder).await;
-                (answer.map(Done::said).map_err(CommandError::Remote), false)
+                (queue::send(&self.shared.store, command, actor, &config.owner, &holder).await, false)
             }
             Ok(Holding::Free) => (self.here(&customer, command, actor).await, true),
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::command::Command;
+use super::command::{Command, CommandError, CommandReply, Done};
 use crate::store::{CommandId, CommandStatus, QueuedCommand, Store};
 
 /// How long a queued command may wait for its owner to claim it.
@@ -29,20 +29,21 @@ pub async fn send(
     actor: &str,
     issued_by: &str,
     holder: &str,
-) -> Result<String, String> {
-    let customer = command.customer().ok_or("this command is not about one customer")?;
+) -> CommandReply {
+    let refused = |why: String| CommandError::Refused(why);
+    let customer =
+        command.customer().ok_or_else(|| refused("this command is not about one customer".into()))?;
     if !command.queueable() {
         // A secret never goes into the state DB's queue.
-        return Err(format!("{} is carried out where it is given, never queued", command.action()));
+        return Err(refused(format!("{} is carried out where it is given, never queued", command.action())));
     }
-    let json = serde_json::to_string(command).map_err(|e| format!("cannot queue the command: {e}"))?;
-    let id = store
-        .enqueue_command(customer, &json, actor, issued_by, Utc::now())
-        .await
-        .map_err(|e| format!("cannot queue the command: {e}"))?;
-    wait(store, id, holder).await
+    let json =
+        serde_json::to_string(command).map_err(|e| refused(format!("cannot queue the command: {e}")))?;
+    let id = store.enqueue_command(customer, &json, actor, issued_by, Utc::now()).await?;
+    wait(store, id, holder).await.map(Done::said).map_err(CommandError::Remote)
 }
 
+/// The holder's answer, or why there is none.
 async fn wait(store: &Store, id: CommandId, holder: &str) -> Result<String, String> {
     let queued_at = tokio::time::Instant::now();
     loop {
@@ -92,11 +93,12 @@ fn answer(row: &QueuedCommand) -> String {
 
 /// A queued command this process has claimed, decoded; `Err` carries the
 /// reason it cannot be carried out (recorded as its result).
-pub fn decode(row: &QueuedCommand) -> Result<Command, String> {
-    let command: Command = serde_json::from_str(&row.command)
-        .map_err(|e| format!("this version cannot read the command ({e}); upgrade every instance"))?;
+pub fn decode(row: &QueuedCommand) -> Result<Command, CommandError> {
+    let command: Command = serde_json::from_str(&row.command).map_err(|e| {
+        CommandError::Refused(format!("this version cannot read the command ({e}); upgrade every instance"))
+    })?;
     if command.customer() != Some(row.customer.as_str()) {
-        return Err("the command does not match its customer".into());
+        return Err(CommandError::Refused("the command does not match its customer".into()));
     }
     Ok(command)
 }

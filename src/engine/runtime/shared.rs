@@ -17,6 +17,7 @@ use crate::engine::run::clock::Clocks;
 use crate::engine::run::customer::CustomerRuntime;
 use crate::engine::run::events::{EngineEvent, EventLevel};
 use crate::engine::run::live::Live;
+use crate::engine::run::lock::locked;
 use crate::engine::run::process::DeliveryTarget;
 use crate::store::{Customer, CustomerId, Store};
 use crate::vomo::{VomoClient, http_pool};
@@ -61,7 +62,7 @@ impl Shared {
     /// The customer's budget; kept across worker restarts so a rate cut by
     /// 429s is not forgotten, replaced when the configured rate changes.
     pub fn budget(&self, customer: &Customer) -> Arc<Budget> {
-        let mut budgets = self.budgets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut budgets = locked(&self.budgets);
         let rate = customer.settings.rate_per_s;
         let entry = budgets.entry(customer.id).or_insert_with(|| Arc::new(Budget::new(rate)));
         if (entry.figures().configured - rate).abs() > f64::EPSILON {
@@ -71,7 +72,7 @@ impl Shared {
     }
 
     pub(super) fn budget_if_any(&self, id: CustomerId) -> Option<Arc<Budget>> {
-        self.budgets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned()
+        locked(&self.budgets).get(&id).cloned()
     }
 
     /// Everything a customer's runs need: token, client, destinations.

@@ -3,8 +3,6 @@
 //! showing) and a stream of [`EngineEvent`]s for log panes. Front ends render
 //! from the latest snapshot and never hold a lock while drawing.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -170,7 +168,7 @@ pub struct RunView {
     pub outcome: RunOutcome,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub counts: BTreeMap<String, i64>,
+    pub counts: crate::domain::RunCounts,
     pub requests_used: i64,
     pub message: Option<String>,
 }
@@ -284,7 +282,7 @@ pub(crate) fn build_customer(
                     outcome: r.outcome,
                     started_at: r.started_at,
                     finished_at: r.finished_at,
-                    counts: r.counts.clone(),
+                    counts: r.counts,
                     requests_used: r.requests_used,
                     message: r.message.clone(),
                 })

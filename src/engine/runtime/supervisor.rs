@@ -143,7 +143,7 @@ impl Supervisor {
                     self.command(Envelope { command, actor, reply, queued: true }).await;
                 }
                 Err(why) => {
-                    let _ = reply.send(Err(CommandError::Refused(why)));
+                    let _ = reply.send(Err(why));
                 }
             }
             let store = self.shared.store.clone();
@@ -164,13 +164,17 @@ impl Supervisor {
         let Envelope { command, actor, reply, queued } = envelope;
         let result = self.execute(&command, &actor, queued).await;
         let customer = command.customer().map(str::to_owned);
-        let text = match &result {
-            Ok(Pending::Done(done)) => Ok(done.message.clone()),
-            Ok(Pending::Forwarded(_)) => Ok("forwarded to the customer's worker".to_owned()),
-            Ok(Pending::Queued { holder, .. }) => Ok(format!("queued for {holder}, which runs the customer")),
-            Err(e) => Err(e.to_string()),
+        let queued: String;
+        let said = match &result {
+            Ok(Pending::Done(done)) => Ok(done.message.as_str()),
+            Ok(Pending::Forwarded(_)) => Ok("forwarded to the customer's worker"),
+            Ok(Pending::Queued { holder, .. }) => {
+                queued = format!("queued for {holder}, which runs the customer");
+                Ok(queued.as_str())
+            }
+            Err(e) => Err(e),
         };
-        door::audit(&self.shared, &command, &actor, &text).await;
+        door::audit(&self.shared, &command, &actor, said).await;
         match result {
             Ok(Pending::Done(done)) => {
                 self.shared.event(customer.as_deref(), EventLevel::Info, done.message.clone());
@@ -182,11 +186,11 @@ impl Supervisor {
                     let result =
                         queue::send(&shared.store, &command, &actor, &shared.config.owner, &holder).await;
                     let (level, text) = match &result {
-                        Ok(t) => (EventLevel::Info, t.clone()),
-                        Err(e) => (EventLevel::Warn, e.clone()),
+                        Ok(done) => (EventLevel::Info, done.message.clone()),
+                        Err(e) => (EventLevel::Warn, e.to_string()),
                     };
                     shared.event(customer.as_deref(), level, text);
-                    let _ = reply.send(result.map(Done::said).map_err(CommandError::Remote));
+                    let _ = reply.send(result);
                 });
             }
             Ok(Pending::Forwarded(answer)) => {
@@ -221,12 +225,11 @@ impl Supervisor {
             self.reconcile().await;
             return Ok(Pending::Done(Done::said("customers reloaded")));
         }
-        if command.routing() == Routing::Anywhere {
+        let Routing::Owner(name) = command.routing() else {
             let done = door::change_state(&self.shared, command, actor).await?;
             self.reconcile().await;
             return Ok(Pending::Done(done));
-        }
-        let name = command.customer().unwrap_or_default();
+        };
         let customer = customer_named(&self.shared.store, name).await?;
         if !self.workers.contains_key(&customer.id) {
             let config = &self.shared.config;

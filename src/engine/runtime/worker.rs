@@ -23,7 +23,7 @@ use crate::engine::error::SyncError;
 use crate::engine::run::customer::CustomerRuntime;
 use crate::engine::run::dlq_retry::{self, Selection};
 use crate::engine::run::events::EventLevel;
-use crate::engine::run::execute::{self, Mode, RunReport};
+use crate::engine::run::execute::{self, Mode};
 use crate::engine::run::live::{FailureKind, Live};
 use crate::engine::run::settle;
 use crate::store::Customer;
@@ -162,9 +162,20 @@ struct Schedule {
 /// the last one started, or after onboarding — so restarts do not postpone
 /// them.
 async fn audit_schedule(shared: &Shared, customer: &Customer) -> (DateTime<Utc>, DateTime<Utc>) {
-    let last = shared.store.last_run_of_each_kind(customer.id).await.unwrap_or_default();
+    // Unreadable history (the state DB is failing) counts from now: one
+    // interval late beats a burst of reconciliations on every restart.
+    let last = match shared.store.last_run_of_each_kind(customer.id).await {
+        Ok(last) => Some(last),
+        Err(e) => {
+            tracing::warn!(customer = %customer.name, error = %e, "run history unreadable; audits scheduled from now");
+            None
+        }
+    };
     let due = |kind: RunKind, every_secs: u64| {
-        let since = last.iter().find(|r| r.kind == kind).map_or(customer.created_at, |r| r.started_at);
+        let since = match &last {
+            Some(last) => last.iter().find(|r| r.kind == kind).map_or(customer.created_at, |r| r.started_at),
+            None => Utc::now(),
+        };
         since + every(every_secs)
     };
     (
@@ -244,9 +255,11 @@ async fn run_job(
     match job {
         Job::Reconcile => {
             let report = execute::run(runtime, RunKind::Reconcile, Mode::Reconcile, cancel).await?;
+            let c = &report.counts;
             Ok(format!(
-                "reconciliation done: {}",
-                summary(&report, &["missed_create", "missed_update", "drift", "lost_downstream", "dlq_held"])
+                "reconciliation done: missed_create {}, missed_update {}, drift {}, lost_downstream {}, dlq_held {}, \
+                 {} requests",
+                c.missed_create, c.missed_update, c.drift, c.lost_downstream, c.dlq_held, report.requests
             ))
         }
         Job::FullScan { dry_run } => {
@@ -254,29 +267,24 @@ async fn run_job(
                 execute::run(runtime, RunKind::Deletions, Mode::FullScan { dry_run }, cancel).await?;
             if report.needs_confirmation {
                 return Ok(format!(
-                    "full scan stopped at the mass-deletion guard: {} users listed; run {} waits for confirmation",
+                    "full scan stopped at the mass-deletion guard: {} users listed; {}",
                     report.deletions.len(),
-                    report.run_id.unwrap_or_default()
+                    report.confirmation_hint(&runtime.customer.name)
                 ));
             }
             let verb = if dry_run { "would delete" } else { "deleted" };
             Ok(format!(
-                "full scan done: {verb} {}, {}",
+                "full scan done: {verb} {}, moved_mid_scan {}, drift {}, {} requests",
                 report.deletions.len(),
-                summary(&report, &["moved_mid_scan", "drift"])
+                report.counts.moved_mid_scan,
+                report.counts.drift,
+                report.requests
             ))
         }
         Job::Settle { waiting_run, confirm, actor } => {
             Ok(settle::settle(runtime, waiting_run, confirm, &actor).await?.message)
         }
     }
-}
-
-fn summary(report: &RunReport, keys: &[&str]) -> String {
-    let mut parts: Vec<String> =
-        keys.iter().map(|k| format!("{k} {}", report.counts.get(*k).copied().unwrap_or(0))).collect();
-    parts.push(format!("{} requests", report.requests));
-    parts.join(", ")
 }
 
 /// Waits for the background job; pending forever when there is none.

@@ -284,7 +284,7 @@ impl App {
             .last_runs
             .iter()
             .find(|r| r.kind == RunKind::Deletions && r.outcome == RunOutcome::NeedsConfirmation)
-            .map(|r| (r.id, r.counts.get("deletion_candidates").copied().unwrap_or(0)))
+            .map(|r| (r.id, r.counts.deletion_candidates))
     }
 }
 

@@ -69,23 +69,15 @@ fn past_run_line(run: &RunView, now: DateTime<Utc>, theme: Theme) -> Line<'stati
 
 /// The counts that matter for the run's kind.
 fn counts_text(run: &RunView) -> String {
-    let count = |k: &str| run.counts.get(k).copied().unwrap_or(0);
+    let c = &run.counts;
     match run.kind {
         RunKind::Reconcile => format!(
             "{} missed, {} drift, {} lost downstream",
-            count("missed_create") + count("missed_update"),
-            count("drift"),
-            count("lost_downstream")
+            c.missed_create + c.missed_update,
+            c.drift,
+            c.lost_downstream
         ),
-        RunKind::Deletions => {
-            format!("{} deleted, {} candidates", count("deleted"), count("deletion_candidates"))
-        }
-        _ => format!(
-            "+{} ~{} -{} dlq {}",
-            count("created"),
-            count("updated"),
-            count("deleted"),
-            count("dlq_parked")
-        ),
+        RunKind::Deletions => format!("{} deleted, {} candidates", c.deleted, c.deletion_candidates),
+        _ => format!("+{} ~{} -{} dlq {}", c.created, c.updated, c.deleted, c.dlq_parked),
     }
 }
