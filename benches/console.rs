@@ -57,6 +57,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         owner: None,
         stalled: false,
         requests_total: 100,
+        destinations: Vec::new(),
         reconcile_every_secs: 86_400,
     }
 }

@@ -165,6 +165,79 @@ struct CustomerLabel {
     customer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabel {
+    customer: String,
+    destination: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    customer: String,
+    destination: String,
+    policy: String,
+}
+
+/// Per destination: halted or not, and the figures of a destination's own
+/// request budget (HubSpot's), beside VOMO's per-customer ones.
+fn destination_metrics(registry: &mut Registry, snapshot: &EngineSnapshot) {
+    let halted = Family::<DestinationLabel, Gauge>::default();
+    registry.register(
+        "destination_halted",
+        "1 while a destination takes nothing (token rejected, permissions or daily limit gone)",
+        halted.clone(),
+    );
+    let requests = Family::<DestinationLabel, Counter>::default();
+    registry.register(
+        "destination_requests",
+        "Requests sent to a destination with its own budget",
+        requests.clone(),
+    );
+    let rate = Family::<DestinationLabel, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "destination_budget_effective_requests_per_10s",
+        "A destination's own request budget in force",
+        rate.clone(),
+    );
+    let remaining = Family::<DestinationLabel, Gauge>::default();
+    registry.register(
+        "destination_daily_remaining",
+        "Requests left today as the destination last reported",
+        remaining.clone(),
+    );
+    let limited = Family::<PolicyLabel, Counter>::default();
+    registry.register(
+        "destination_rate_limited",
+        "429 answers from a destination, by its policy",
+        limited.clone(),
+    );
+    for c in &snapshot.customers {
+        for d in &c.destinations {
+            let label = DestinationLabel {
+                customer: c.name.clone(),
+                destination: d.name.clone(),
+                kind: d.kind.clone(),
+            };
+            halted.get_or_create(&label).set(i64::from(d.halt.is_some()));
+            let Some(budget) = &d.budget else { continue };
+            requests.get_or_create(&label).inc_by(budget.requests);
+            rate.get_or_create(&label).set(budget.effective_per_10s);
+            if let Some(left) = budget.daily_remaining {
+                remaining.get_or_create(&label).set(i64::try_from(left).unwrap_or(i64::MAX));
+            }
+            for (policy, n) in &budget.rate_limited {
+                let label = PolicyLabel {
+                    customer: c.name.clone(),
+                    destination: d.name.clone(),
+                    policy: policy.clone(),
+                };
+                limited.get_or_create(&label).inc_by(*n);
+            }
+        }
+    }
+}
+
 async fn metrics(State(snapshots): State<Snapshots>) -> Response {
     let snapshot = Arc::clone(&snapshots.borrow());
     match render_metrics(&snapshot) {
@@ -215,6 +288,7 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
         limited.get_or_create(&label).inc_by(c.budget.rate_limited);
         rate.get_or_create(&label).set(c.budget.effective);
     }
+    destination_metrics(&mut registry, snapshot);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)

@@ -4,7 +4,9 @@
 //! stop and read-back for reconciliation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -405,42 +407,6 @@ async fn check_creates_the_properties_and_names_missing_scopes() {
     assert_eq!(error.halt, Some(Halt::TokenRejected));
 }
 
-/// Field by field: each contact read through the admin surface equals its user.
-async fn assert_contacts_match(sim: &HubspotSim, users: &[User]) {
-    let contacts: Vec<hubspot::Contact> = http()
-        .get(format!("{}/contacts", sim.admin_url()))
-        .bearer_auth(sim.admin_secret())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let by_user: HashMap<&str, &hubspot::Contact> =
-        contacts.iter().map(|c| (c.properties["vomo_user_id"].as_str(), c)).collect();
-    assert_eq!(by_user.len(), contacts.len(), "one contact per user");
-    assert_eq!(contacts.len(), users.len());
-    for user in users {
-        let contact =
-            by_user.get(user.id.to_string().as_str()).unwrap_or_else(|| panic!("no contact for {}", user.id));
-        let p = |name: &str| contact.properties.get(name).map(String::as_str);
-        let instant =
-            |name: &str| DateTime::parse_from_rfc3339(p(name).unwrap()).unwrap().with_timezone(&Utc);
-        assert_eq!(p("email"), Some(user.email.to_lowercase().as_str()), "user {}", user.id);
-        assert_eq!(p("firstname"), Some(user.first_name.as_str()));
-        assert_eq!(p("lastname"), Some(user.last_name.as_str()));
-        assert_eq!(p("phone"), user.phone.as_deref(), "user {}", user.id);
-        assert_eq!(p("address"), user.address.as_deref());
-        assert_eq!(p("date_of_birth"), user.birthday.as_deref());
-        assert_eq!(p("vomo_gender"), user.gender.as_deref());
-        assert_eq!(p("vomo_user_status"), user.user_status.as_deref());
-        assert_eq!(p("vomo_membership_status"), user.membership_status.as_deref());
-        assert_eq!(p("vomo_membership_role"), user.membership_role.as_deref());
-        assert_eq!(instant("vomo_created_at"), user.created_at);
-        assert_eq!(instant("vomo_updated_at"), user.updated_at, "user {}", user.id);
-    }
-}
-
 #[tokio::test]
 async fn a_backfill_of_5000_and_edits_end_equal_field_by_field_despite_faults() {
     let sim = new_sim().await;
@@ -468,7 +434,7 @@ async fn a_backfill_of_5000_and_edits_end_equal_field_by_field_despite_faults() 
     let edits: Vec<Change> = users.iter().filter(|u| u.id % 17 == 0).cloned().map(upsert).collect();
     let outcomes = apply_until_settled(&harness.dest, &edits, 150).await;
     assert!(outcomes.iter().all(Result::is_ok));
-    assert_contacts_match(&sim, &users).await;
+    common::hubspot::assert_contacts_match(&sim, &users);
     tokio::time::sleep(Duration::from_secs(1)).await; // slow answers the client gave up on finish
     let stats = sim.stats();
     let app = &stats.apps[DEFAULT_APP];

@@ -175,15 +175,7 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
                         format!("{} {outcome} {} ago", r.kind, age(now, r.started_at))
                     },
                 );
-            let state = match (&c.failure, c.checkpoint_ahead_secs) {
-                (_, Some(ahead)) => format!(
-                    "{} (CHECKPOINT {} IN THE FUTURE; repaired by the next run)",
-                    c.status,
-                    crate::domain::span_words(ahead).to_uppercase()
-                ),
-                (Some(f), None) => format!("{} (failing: {} ×{})", c.status, f.kind.as_str(), f.consecutive),
-                (None, None) => c.status.to_string(),
-            };
+            let state = state_text(c);
             let lag = if c.checkpoint_ahead_secs.is_some() {
                 "ahead!".into()
             } else {
@@ -222,4 +214,24 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
         &rows,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The STATE column: the status, and what is wrong (a checkpoint in the
+/// future, a failure streak, halted destinations).
+fn state_text(c: &crate::engine::CustomerSnapshot) -> String {
+    let state = match (&c.failure, c.checkpoint_ahead_secs) {
+        (_, Some(ahead)) => format!(
+            "{} (CHECKPOINT {} IN THE FUTURE; repaired by the next run)",
+            c.status,
+            crate::domain::span_words(ahead).to_uppercase()
+        ),
+        (Some(f), None) => format!("{} (failing: {} ×{})", c.status, f.kind.as_str(), f.consecutive),
+        (None, None) => c.status.to_string(),
+    };
+    let halted: Vec<String> = c
+        .destinations
+        .iter()
+        .filter_map(|d| d.halt.as_ref().map(|h| format!("{} halted: {}", d.name, h.reason.replace('_', " "))))
+        .collect();
+    if halted.is_empty() { state } else { format!("{state} ({})", halted.join("; ")) }
 }

@@ -9,6 +9,7 @@
 //! | ,secret-file=PATH]`, `jsonl:PATH`, `hubspot:token-env=NAME|token-file=PATH
 //! [,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]`.
 
+mod halt;
 pub mod hubspot;
 mod jsonl;
 pub mod postgres;
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{Change, FailureClass, format_rfc3339};
 use crate::outbound::OutboundPolicy;
+pub use halt::{HaltState, PROBE_AFTER};
 pub use spec::{
     DestinationSpec, HUBSPOT_BASE, HUBSPOT_RATE, HubspotDeletes, HubspotSpec, SecretSource, SpecError,
     default_names, valid_table,
@@ -72,6 +74,8 @@ pub struct Destination {
     name: String,
     spec: DestinationSpec,
     inner: Inner,
+    /// Set while the destination said it cannot take anything (a halt).
+    breaker: halt::Breaker,
 }
 
 enum Inner {
@@ -117,7 +121,7 @@ impl Destination {
                 Inner::Hubspot(hubspot::HubspotDest::new(h, http)?)
             }
         };
-        Ok(Self { name: name.to_owned(), spec: spec.clone(), inner })
+        Ok(Self { name: name.to_owned(), spec: spec.clone(), inner, breaker: halt::Breaker::default() })
     }
 
     /// The name changes are recorded under (DLQ, external ids).
@@ -140,9 +144,16 @@ impl Destination {
     }
 
     /// Applies `changes` of `customer`; one outcome per change, in order.
+    /// While the destination is halted nothing is sent and every change
+    /// fails at once with the same retryable error (see [`halt`]).
     pub async fn apply(&self, customer: &str, changes: &[Change], synced_at: DateTime<Utc>) -> Vec<Outcome> {
         if changes.is_empty() {
             return Vec::new();
+        }
+        match self.breaker.admit(Utc::now()) {
+            halt::Admission::Refuse(error) => return vec![Err(error); changes.len()],
+            halt::Admission::Send { probe: true } => self.before_probe(customer),
+            halt::Admission::Send { probe: false } => {}
         }
         let outcomes = match &self.inner {
             Inner::Postgres(d) => d.apply(changes, synced_at).await,
@@ -151,7 +162,37 @@ impl Destination {
             Inner::Hubspot(d) => d.apply(changes).await,
         };
         debug_assert_eq!(outcomes.len(), changes.len());
+        if let Some(state) = self.breaker.observe(&outcomes, Utc::now()) {
+            tracing::error!(customer, destination = %self.name, reason = state.reason, error = %state.message,
+                retry_at = %format_rfc3339(&state.retry_at), "destination halted: {}", state.hint);
+        }
         outcomes
+    }
+
+    /// Before a halted destination is tried again: a token it reads from a
+    /// file or the environment is read anew.
+    fn before_probe(&self, customer: &str) {
+        if let Inner::Hubspot(d) = &self.inner
+            && d.reload_token()
+        {
+            tracing::info!(customer, destination = %self.name, "a new HubSpot token was read; trying it");
+        }
+    }
+
+    /// Why the destination takes nothing now, if it said so.
+    pub fn halt(&self) -> Option<HaltState> {
+        self.breaker.state()
+    }
+
+    /// True while a halt keeps batches from being sent (before its next try).
+    pub fn held_back(&self) -> bool {
+        matches!(self.breaker.admit(Utc::now()), halt::Admission::Refuse(_))
+    }
+
+    /// Lets the next batch try a halted destination at once (an operator's
+    /// DLQ retry).
+    pub fn try_now(&self) {
+        self.breaker.try_now(Utc::now());
     }
 
     /// Users whose copy here is missing or differs from `users`; empty for
@@ -211,12 +252,15 @@ impl Destination {
 
 /// The one event shape of webhook and JSONL destinations:
 /// `{"type", "customer", "vomo_user_id", "user": {…} | null, "synced_at"}`.
+/// A deletion's `user` is always `null`, also for an erasure whose change
+/// carries the anonymised account: the receiver erases what it holds.
 pub fn event_json(customer: &str, change: &Change, synced_at: DateTime<Utc>) -> Value {
+    let user = change.user.as_ref().filter(|_| change.kind != crate::domain::ChangeKind::Deleted);
     json!({
         "type": change.kind.as_str(),
         "customer": customer,
         "vomo_user_id": change.vomo_user_id,
-        "user": change.user.as_ref().map(|u| serde_json::to_value(u).unwrap_or(Value::Null)),
+        "user": user.map(|u| serde_json::to_value(u).unwrap_or(Value::Null)),
         "synced_at": format_rfc3339(&synced_at),
     })
 }

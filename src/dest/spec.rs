@@ -12,7 +12,7 @@ pub const DEFAULT_TABLE: &str = "vomo_users";
 
 const ACCEPTED: &str = "accepted forms: postgres://user:password@host/db[?table=NAME], \
      webhook:https://host/path,secret-env=VAR (or ,secret-file=PATH), jsonl:/path/to/file.jsonl, \
-     hubspot:token-env=VAR (or token-file=PATH)[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]";
+     hubspot:token-env=VAR (or token-file=PATH)[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N][,properties=FILE]";
 
 /// HubSpot's API host (US data centre; EU accounts use `base=https://api-eu1.hubapi.com`).
 pub const HUBSPOT_BASE: &str = "https://api.hubapi.com";
@@ -95,6 +95,9 @@ pub struct HubspotSpec {
     pub deletes: HubspotDeletes,
     /// Requests per rolling 10 seconds this destination allows itself.
     pub rate: u32,
+    /// A TOML file whose `[dest.hubspot.properties]` table maps VOMO fields
+    /// to other HubSpot properties for this customer.
+    pub properties: Option<PathBuf>,
 }
 
 /// A parsed destination.
@@ -192,11 +195,15 @@ impl DestinationSpec {
             }
             Self::Jsonl { path } => format!("jsonl {}", path.display()),
             Self::Hubspot(h) => format!(
-                "hubspot {} (token from {}, delete={}, {} requests/10 s)",
+                "hubspot {} (token from {}, delete={}, {} requests/10 s{})",
                 redact_url(&h.base),
                 h.token,
                 h.deletes.as_str(),
-                h.rate
+                h.rate,
+                h.properties
+                    .as_ref()
+                    .map(|p| format!(", properties from {}", p.display()))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -220,8 +227,10 @@ impl DestinationSpec {
                     SecretSource::Env(name) => format!("token-env={name}"),
                     SecretSource::File(path) => format!("token-file={}", path.display()),
                 };
+                let properties =
+                    h.properties.as_ref().map(|p| format!(",properties={}", p.display())).unwrap_or_default();
                 format!(
-                    "hubspot:{token},base={},object=contacts,delete={},rate={}",
+                    "hubspot:{token},base={},object=contacts,delete={},rate={}{properties}",
                     h.base,
                     h.deletes.as_str(),
                     h.rate
@@ -236,7 +245,7 @@ impl DestinationSpec {
 /// by mistake).
 fn shown_spec(spec: &str) -> String {
     let Some(options) = spec.strip_prefix("hubspot:") else { return redact_url(spec) };
-    let known = ["token-env", "token-file", "base", "object", "delete", "rate"];
+    let known = ["token-env", "token-file", "base", "object", "delete", "rate", "properties"];
     let shown: Vec<String> = options
         .split(',')
         .map(|option| match option.split_once('=') {
@@ -248,12 +257,14 @@ fn shown_spec(spec: &str) -> String {
     format!("hubspot:{}", shown.join(","))
 }
 
-/// `token-env=VAR|token-file=PATH[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]`.
+/// `token-env=VAR|token-file=PATH[,base=URL][,object=contacts][,delete=gdpr|archive][,rate=N]
+/// [,properties=FILE]`.
 fn parse_hubspot(options: &str) -> Result<HubspotSpec, String> {
     let mut token = None;
     let mut base = HUBSPOT_BASE.to_owned();
     let mut deletes = HubspotDeletes::default();
     let mut rate = HUBSPOT_RATE;
+    let mut properties = None;
     for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) =
             option.split_once('=').ok_or_else(|| format!("option {option:?} is not key=value"))?;
@@ -261,6 +272,7 @@ fn parse_hubspot(options: &str) -> Result<HubspotSpec, String> {
             (_, "") => return Err(format!("option {key} needs a value")),
             ("token-env", name) => token = Some(SecretSource::Env(name.to_owned())),
             ("token-file", path) => token = Some(SecretSource::File(PathBuf::from(path))),
+            ("properties", path) => properties = Some(PathBuf::from(path)),
             ("base", url) => base = hubspot_base(url)?,
             ("object", "contacts") => {}
             ("object", other) => {
@@ -280,7 +292,7 @@ fn parse_hubspot(options: &str) -> Result<HubspotSpec, String> {
     let token = token.ok_or(
         "a HubSpot destination needs its private app token: add token-env=VAR or token-file=PATH (never the token itself)",
     )?;
-    Ok(HubspotSpec { token, base, deletes, rate })
+    Ok(HubspotSpec { token, base, deletes, rate, properties })
 }
 
 /// An http(s) base URL without query or fragment, trailing slash removed.

@@ -32,6 +32,9 @@ pub enum AlertKind {
     StateDbFailing,
     /// The checkpoint stands in VOMO's future.
     CheckpointAhead,
+    /// A destination takes nothing for now (its token rejected, its
+    /// permissions or its daily allowance gone); changes wait in the DLQ.
+    DestinationHalted,
 }
 
 /// Thresholds.
@@ -117,6 +120,7 @@ pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) 
             ));
         }
     }
+    found.extend(destination_conditions(c));
     if let Some(ahead) = c.checkpoint_ahead_secs {
         found.push((
             AlertKind::CheckpointAhead,
@@ -128,6 +132,26 @@ pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) 
         ));
     }
     found
+}
+
+/// A condition per halted destination of the customer.
+fn destination_conditions(c: &CustomerSnapshot) -> Vec<(AlertKind, String)> {
+    let mut halts = Vec::new();
+    for destination in &c.destinations {
+        if let Some(halt) = &destination.halt {
+            halts.push((
+                AlertKind::DestinationHalted,
+                format!(
+                    "{}: destination {} halted ({}): {}; changes wait in the DLQ",
+                    c.name,
+                    destination.name,
+                    halt.reason.replace('_', " "),
+                    halt.hint
+                ),
+            ));
+        }
+    }
+    halts
 }
 
 /// Remembers which conditions are on, and when each last fired.
@@ -236,6 +260,7 @@ mod tests {
             owner: None,
             stalled: false,
             requests_total: 0,
+            destinations: Vec::new(),
             reconcile_every_secs: 86_400,
         }
     }
@@ -315,5 +340,27 @@ mod tests {
         let alerts: Vec<_> = conditions(&ahead, &RULES, at(0));
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].1.contains("73 years in VOMO's future"), "{}", alerts[0].1);
+    }
+
+    #[test]
+    fn a_halted_destination_raises_an_alert_naming_it_and_what_to_do() {
+        let mut c = customer(CustomerStatus::Active);
+        c.destinations = vec![crate::engine::DestinationView {
+            name: "hubspot".into(),
+            kind: "hubspot".into(),
+            halt: Some(crate::engine::DestinationHalt {
+                reason: "token_rejected".into(),
+                message: "HubSpot answered 401".into(),
+                hint: "put a valid token where its spec points".into(),
+                since: at(0),
+                retry_at: at(5),
+            }),
+            budget: None,
+        }];
+        let alerts = conditions(&c, &RULES, at(1));
+        assert_eq!(alerts.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [AlertKind::DestinationHalted]);
+        assert!(alerts[0].1.contains("destination hubspot halted (token rejected)"), "{}", alerts[0].1);
+        c.destinations[0].halt = None;
+        assert!(conditions(&c, &RULES, at(1)).is_empty(), "a working destination is no condition");
     }
 }

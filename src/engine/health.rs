@@ -42,22 +42,55 @@ pub struct CustomerHealth {
     pub next_reconciliation: Option<DateTime<Utc>>,
 }
 
+/// A destination's kind as a customer knows it.
+fn destination_words(kind: &str) -> &str {
+    match kind {
+        "hubspot" => "HubSpot",
+        "postgres" => "database",
+        "webhook" => "webhook",
+        other => other,
+    }
+}
+
+/// A sentence per destination that takes nothing for now.
+fn halted_destinations(c: &CustomerSnapshot) -> Vec<String> {
+    c.destinations
+        .iter()
+        .filter(|d| d.halt.is_some())
+        .map(|d| {
+            format!(
+                "Your {} destination does not accept changes from this integration right now (its access was \
+                 refused or its daily limit reached); changes wait and are delivered once it accepts them again.",
+                destination_words(&d.kind)
+            )
+        })
+        .collect()
+}
+
+/// What the customer's status alone says, if anything.
+fn status_reason(status: CustomerStatus) -> Option<(HealthState, String)> {
+    let (state, text) = match status {
+        CustomerStatus::TokenRejected => (
+            HealthState::Failing,
+            "VOMO no longer accepts the access token of this integration; nothing syncs until a new token is given to your partner.",
+        ),
+        CustomerStatus::Offboarded => (HealthState::Failing, "This integration has been switched off."),
+        CustomerStatus::Paused => (HealthState::Degraded, "Syncing is paused by your partner."),
+        CustomerStatus::Backfilling | CustomerStatus::Onboarding => (
+            HealthState::Degraded,
+            "The first full copy of your users is in progress; changes follow once it is complete.",
+        ),
+        CustomerStatus::Active => return None,
+    };
+    Some((state, text.to_owned()))
+}
+
 /// The health of one customer as its snapshot shows it.
 pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
     let mut reasons: Vec<(HealthState, String)> = Vec::new();
     let mut note = |state, text: String| reasons.push((state, text));
-    match c.status {
-        CustomerStatus::TokenRejected => note(
-            HealthState::Failing,
-            "VOMO no longer accepts the access token of this integration; nothing syncs until a new token is given to your partner.".into(),
-        ),
-        CustomerStatus::Offboarded => note(HealthState::Failing, "This integration has been switched off.".into()),
-        CustomerStatus::Paused => note(HealthState::Degraded, "Syncing is paused by your partner.".into()),
-        CustomerStatus::Backfilling | CustomerStatus::Onboarding => note(
-            HealthState::Degraded,
-            "The first full copy of your users is in progress; changes follow once it is complete.".into(),
-        ),
-        CustomerStatus::Active => {}
+    if let Some((state, text)) = status_reason(c.status) {
+        note(state, text);
     }
     if c.stalled || c.failure.is_some() {
         note(
@@ -65,6 +98,7 @@ pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
             "The last sync attempt failed; it is retried automatically and your partner can see why.".into(),
         );
     }
+    halted_destinations(c).into_iter().for_each(|text| note(HealthState::Failing, text));
     if c.dlq.permanent > 0 {
         note(
             HealthState::Degraded,

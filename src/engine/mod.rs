@@ -40,5 +40,6 @@ pub use runtime::once;
 pub use runtime::once::OnceOutcome;
 pub use runtime::operator::Operator;
 pub use runtime::snapshot::{
-    BudgetView, CustomerSnapshot, DlqView, EngineSnapshot, RunProgress, RunView, StateDbFailure, TokenView,
+    BudgetView, CustomerSnapshot, DestinationBudget, DestinationHalt, DestinationView, DlqView,
+    EngineSnapshot, RunProgress, RunView, StateDbFailure, TokenView,
 };

@@ -63,6 +63,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         owner: None,
         stalled: false,
         requests_total: 812,
+        destinations: Vec::new(),
         reconcile_every_secs: 86_400,
     }
 }
@@ -380,4 +381,52 @@ fn a_thousand_customers_draw_only_the_visible_rows() {
     let last = app.current_name().unwrap();
     assert!(screen.contains(&last), "the selected (last) customer is on screen");
     assert!(app.offset.get() > 900);
+}
+
+/// A HubSpot-backed customer: one destination halted by a rejected token,
+/// the other showing its own request budget beside VOMO's.
+fn crm_customer() -> CustomerSnapshot {
+    use crate::engine::{DestinationBudget, DestinationHalt, DestinationView};
+    let mut c = customer("crm-partner", CustomerStatus::Active, 30, 3);
+    c.destinations = vec![
+        DestinationView {
+            name: "hubspot".into(),
+            kind: "hubspot".into(),
+            halt: Some(DestinationHalt {
+                reason: "token_rejected".into(),
+                message: "HubSpot answered 401 Unauthorized".into(),
+                hint: "put a valid token where its spec points".into(),
+                since: now() - Duration::minutes(3),
+                retry_at: now() + Duration::minutes(2),
+            }),
+            budget: None,
+        },
+        DestinationView {
+            name: "hubspot-2".into(),
+            kind: "hubspot".into(),
+            halt: None,
+            budget: Some(DestinationBudget {
+                configured_per_10s: 80.0,
+                effective_per_10s: 40.0,
+                requests: 1234,
+                rate_limited: std::collections::BTreeMap::from([("TEN_SECONDLY_ROLLING".into(), 1)]),
+                paused: false,
+                daily_limit: Some(250_000),
+                daily_remaining: Some(248_766),
+                daily_stop_until: None,
+            }),
+        },
+    ];
+    c
+}
+
+#[test]
+fn a_halted_destination_is_shown_with_what_to_do_and_a_budget_beside_vomos() {
+    let mut app = App::new(KeyMap::default(), false, String::new(), now());
+    update(&mut app, snapshot(vec![crm_customer(), customer("alpine-club", CustomerStatus::Active, 40, 0)]));
+    assert_eq!(health(app.current().unwrap()), Health::Bad, "a halted destination needs attention");
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    assert!(screen.contains("hubspot halted 3m ago (token rejected)"), "{screen}");
+    assert!(screen.contains("hubspot-2 budget 40 of 80 req/10 s"), "{screen}");
+    insta::assert_snapshot!("destination_halted_160x48", screen);
 }

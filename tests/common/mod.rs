@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic on failure
 
 pub mod hostile;
+pub mod hubspot;
 pub mod pg;
 pub mod sync;
 

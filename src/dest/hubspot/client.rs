@@ -123,7 +123,9 @@ impl CallError {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: SecretString,
+    /// Replaced when the operator puts a new token where the spec points
+    /// (see [`Client::replace_token`]); never shown.
+    token: std::sync::RwLock<SecretString>,
     budget: Arc<Budget>,
     /// One request in flight: a 429 stops the next request, not several.
     in_flight: tokio::sync::Mutex<()>,
@@ -134,7 +136,7 @@ impl Client {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token,
+            token: std::sync::RwLock::new(token),
             budget,
             in_flight: tokio::sync::Mutex::new(()),
         }
@@ -145,8 +147,16 @@ impl Client {
     }
 
     /// The token itself (for the token-info call, which names it in its body).
-    pub fn token(&self) -> &str {
-        self.token.expose_secret()
+    pub fn token(&self) -> SecretString {
+        self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Uses `token` from now on; true when it differs from the old one.
+    pub fn replace_token(&self, token: SecretString) -> bool {
+        let mut held = self.token.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = held.expose_secret() != token.expose_secret();
+        *held = token;
+        changed
     }
 
     /// One call with HubSpot's limits honoured and transient failures retried.
@@ -193,7 +203,7 @@ impl Client {
         body: Option<&Value>,
     ) -> (Result<Reply, CallError>, Option<HeaderMap>) {
         let _one = self.in_flight.lock().await;
-        let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret())) {
+        let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.token().expose_secret())) {
             Ok(value) => value,
             Err(_) => {
                 return (Err(CallError::Transport("the token is not a valid header value".into())), None);
@@ -255,11 +265,12 @@ impl Client {
     /// An answer's body quoted in a message, with the token blanked should
     /// HubSpot echo it.
     fn quote(&self, bytes: &[u8]) -> String {
-        excerpt_hiding(bytes, EXCERPT_BYTES, &[self.token.expose_secret()])
+        excerpt_hiding(bytes, EXCERPT_BYTES, &[self.token().expose_secret()])
     }
 
     fn hide_token(&self, text: &str) -> String {
-        let token = self.token.expose_secret();
+        let token = self.token();
+        let token = token.expose_secret();
         if token.is_empty() { text.to_owned() } else { text.replace(token, "***") }
     }
 }

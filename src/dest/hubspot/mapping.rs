@@ -161,6 +161,35 @@ impl Field {
 /// [`PropertyMap::with_overrides`].
 pub type PropertyOverrides = BTreeMap<String, String>;
 
+/// Reads a customer's property mapping: a TOML file holding a
+/// `[dest.hubspot.properties]` table (VOMO field → HubSpot property),
+/// validated like any override. Every failure names the file.
+pub fn read_overrides(path: &std::path::Path) -> Result<PropertyMap, MappingError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        dest: Dest,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Dest {
+        hubspot: Section,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        properties: PropertyOverrides,
+    }
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| MappingError(format!("cannot read the property mapping {shown}: {e}")))?;
+    let file: File = toml::from_str(&text).map_err(|e| {
+        MappingError(format!("{shown} is not a `[dest.hubspot.properties]` table: {}", e.message()))
+    })?;
+    PropertyMap::with_overrides(&file.dest.hubspot.properties)
+        .map_err(|e| MappingError(format!("{shown}: {}", e.0)))
+}
+
 /// Why a property override table was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid HubSpot property mapping: {0}")]

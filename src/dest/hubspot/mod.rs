@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 pub use budget::BudgetFigures;
@@ -76,6 +76,9 @@ pub struct HubspotDest {
     deletes: HubspotDeletes,
     /// The base URL as it may be shown.
     shown: String,
+    /// Where the token comes from, read again before a halted destination
+    /// is tried again (the operator replaces the file or the variable).
+    token_source: crate::dest::SecretSource,
 }
 
 impl HubspotDest {
@@ -86,9 +89,25 @@ impl HubspotDest {
             .token
             .read()
             .map_err(|reason| DestError::permanent(format!("HubSpot {shown}: no access token: {reason}")))?;
+        let map = match &spec.properties {
+            Some(path) => mapping::read_overrides(path).map_err(|e| DestError::permanent(e.to_string()))?,
+            None => PropertyMap::default(),
+        };
         let budget = Arc::new(budget::Budget::new(spec.rate));
         let client = Client::new(http, &spec.base, SecretString::from(token), budget);
-        Ok(Self { client, map: PropertyMap::default(), deletes: spec.deletes, shown })
+        Ok(Self { client, map, deletes: spec.deletes, shown, token_source: spec.token.clone() })
+    }
+
+    /// Reads the token from its source again; true when it changed. A
+    /// source that cannot be read now keeps the token in use.
+    pub fn reload_token(&self) -> bool {
+        match self.token_source.read() {
+            Ok(token) => self.client.replace_token(SecretString::from(token)),
+            Err(reason) => {
+                tracing::warn!(destination = %self.shown, %reason, "HubSpot token source unreadable; keeping the old token");
+                false
+            }
+        }
     }
 
     /// Uses `map` instead of the default property mapping.
@@ -150,7 +169,7 @@ impl HubspotDest {
     /// The token's scopes; `None` when the account does not offer the
     /// token-info endpoint (then the calls below find missing scopes).
     async fn token_scopes(&self) -> Result<Option<Vec<String>>, DestError> {
-        let body = json!({ "tokenKey": self.client.token() });
+        let body = json!({ "tokenKey": self.client.token().expose_secret() });
         match self.client.call(Method::POST, TOKEN_INFO, Some(&body)).await {
             Ok(reply) => Ok(Some(strings(reply.body.get("scopes")))),
             Err(CallError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),

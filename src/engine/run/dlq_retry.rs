@@ -32,6 +32,8 @@ pub struct RetryReport {
     pub failed: u64,
     /// Entries whose destination no longer exists; left pending.
     pub orphaned: u64,
+    /// Entries of a halted destination, left for its next try.
+    pub held_back: u64,
 }
 
 /// Entries retried in one pass at most.
@@ -61,6 +63,15 @@ pub async fn retry_dlq(rt: &CustomerRuntime, selection: &Selection) -> Result<Re
             report.orphaned += entries.len() as u64;
             continue;
         };
+        if *selection != Selection::Due {
+            // An operator asked: a halted destination is tried at once.
+            destination.try_now();
+        } else if destination.held_back() {
+            // Halted: the entries wait for the halt's next try, their
+            // attempts uncounted.
+            report.held_back += entries.len() as u64;
+            continue;
+        }
         let (unreadable, entries): (Vec<DlqEntry>, Vec<DlqEntry>) =
             entries.into_iter().partition(|e| e.change_kind == UNREADABLE_KIND);
         retry_unreadable(rt, destination, &unreadable, &mut report).await?;

@@ -35,6 +35,9 @@ pub struct Live {
     /// The figures of a reconciliation or full scan running beside the
     /// polls, while it runs.
     pub background: std::sync::Mutex<Option<Arc<Live>>>,
+    /// The destinations the customer's runs deliver to (their halts and
+    /// budgets are shown), once a runtime is prepared.
+    pub destinations: std::sync::Mutex<Option<Arc<Vec<crate::dest::Destination>>>>,
 }
 
 impl Live {
@@ -76,6 +79,14 @@ impl Live {
 
     pub fn set_background(&self, live: Option<Arc<Live>>) {
         *locked(&self.background) = live;
+    }
+
+    pub fn destinations(&self) -> Option<Arc<Vec<crate::dest::Destination>>> {
+        locked(&self.destinations).clone()
+    }
+
+    pub fn set_destinations(&self, destinations: Arc<Vec<crate::dest::Destination>>) {
+        *locked(&self.destinations) = Some(destinations);
     }
 
     pub fn last_progress(&self) -> Option<Instant> {

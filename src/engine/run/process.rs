@@ -483,8 +483,11 @@ fn newest_per_user(users: Vec<User>) -> Vec<User> {
 
 fn pending_change(kind: ChangeKind, user: User, hash: ContentHash, previous: Option<Mapping>) -> Pending {
     let (email, updated_at, id) = (user.email.clone(), user.updated_at, user.id);
-    let user = (kind != ChangeKind::Deleted).then_some(user);
-    Pending { change: Change { kind, vomo_user_id: id, user }, hash, email, updated_at, previous }
+    // A deletion read from VOMO is an erasure (the account anonymised in
+    // place); it keeps the anonymised user so a destination can tell it from
+    // a hard delete (HubSpot removes an erased person with its GDPR delete).
+    // Event destinations still send `user: null` for every deletion.
+    Pending { change: Change { kind, vomo_user_id: id, user: Some(user) }, hash, email, updated_at, previous }
 }
 
 fn mapping_write(

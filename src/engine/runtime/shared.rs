@@ -106,6 +106,8 @@ impl Shared {
             .map_err(|e| SyncError::Destination(format!("{}: {e}", record.name)))?;
             destinations.push(destination);
         }
+        let destinations = Arc::new(destinations);
+        live.set_destinations(Arc::clone(&destinations));
         Ok(CustomerRuntime {
             budget: self.budget(customer),
             clock: self.clocks.for_url(&customer.vomo_url),
@@ -113,7 +115,7 @@ impl Shared {
                 store: self.store.clone(),
                 customer_id: customer.id,
                 customer: customer.name.clone(),
-                destinations: Arc::new(destinations),
+                destinations,
                 dlq_backoff: self.config.dlq_retry,
                 lease_owner: lease_owner.map(str::to_owned),
             }),

@@ -106,6 +106,9 @@ pub struct CustomerSnapshot {
     /// True when a run has made no progress for too long.
     pub stalled: bool,
     pub requests_total: u64,
+    /// The destinations as the process running the customer sees them
+    /// (empty when nobody runs it).
+    pub destinations: Vec<DestinationView>,
     /// How often the customer is reconciled (its settings).
     pub reconcile_every_secs: u64,
 }
@@ -173,6 +176,69 @@ pub struct RunView {
     pub message: Option<String>,
 }
 
+/// One destination of a customer as shown: whether it halted (its token
+/// rejected, its permissions or its daily allowance gone) and, for one with
+/// a request budget of its own (HubSpot), that budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DestinationView {
+    pub name: String,
+    pub kind: String,
+    pub halt: Option<DestinationHalt>,
+    pub budget: Option<DestinationBudget>,
+}
+
+/// A destination that takes nothing for now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationHalt {
+    /// `token_rejected`, `forbidden` or `daily_limit`.
+    pub reason: String,
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+    pub since: DateTime<Utc>,
+    pub retry_at: DateTime<Utc>,
+}
+
+/// A destination's own request budget (HubSpot's, per 10 seconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DestinationBudget {
+    pub configured_per_10s: f64,
+    pub effective_per_10s: f64,
+    pub requests: u64,
+    /// 429 answers by the destination's policy name.
+    pub rate_limited: std::collections::BTreeMap<String, u64>,
+    pub paused: bool,
+    pub daily_limit: Option<u64>,
+    pub daily_remaining: Option<u64>,
+    pub daily_stop_until: Option<DateTime<Utc>>,
+}
+
+impl DestinationView {
+    fn of(destination: &crate::dest::Destination) -> Self {
+        Self {
+            name: destination.name().to_owned(),
+            kind: destination.spec().kind().to_owned(),
+            halt: destination.halt().map(|h| DestinationHalt {
+                reason: h.reason.to_owned(),
+                message: h.message,
+                hint: h.hint,
+                since: h.since,
+                retry_at: h.retry_at,
+            }),
+            budget: destination.budget_figures().map(|f| DestinationBudget {
+                configured_per_10s: f.configured_per_10s,
+                effective_per_10s: f.effective_per_10s,
+                requests: f.requests,
+                rate_limited: f.rate_limited,
+                paused: f.paused,
+                daily_limit: f.daily_limit,
+                daily_remaining: f.daily_remaining,
+                daily_stop_until: f.daily_stop_until,
+            }),
+        }
+    }
+}
+
 /// What only the process running a customer knows: its figures in memory.
 /// Owners publish these in their heartbeat row, so processes elsewhere
 /// (an attached console, another instance's health page) show them too.
@@ -186,6 +252,10 @@ pub struct LiveFigures {
     pub failure: Option<RunFailure>,
     pub stalled: bool,
     pub requests_total: u64,
+    /// The customer's destinations as its runs see them (older heartbeat
+    /// rows carry none).
+    #[serde(default)]
+    pub destinations: Vec<DestinationView>,
 }
 
 impl LiveFigures {
@@ -212,6 +282,10 @@ impl LiveFigures {
             next_poll_at: live.next_poll_at(),
             failure: live.failure(),
             requests_total: live.requests_total.load(Ordering::Relaxed),
+            destinations: live
+                .destinations()
+                .map(|all| all.iter().map(DestinationView::of).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -294,6 +368,7 @@ pub(crate) fn build_customer(
         owner: holder.owner.map(str::to_owned),
         stalled: live.stalled,
         requests_total: live.requests_total,
+        destinations: live.destinations.clone(),
         reconcile_every_secs: customer.settings.reconcile_every_secs,
     }
 }

@@ -43,7 +43,8 @@ pub fn health(c: &CustomerSnapshot) -> Health {
         _ => {}
     }
     let behind = c.status == CustomerStatus::Active && c.next_poll_at.is_some() && c.lag_secs > 2 * 3600;
-    if c.stalled || c.failure.is_some() || c.dlq.permanent > 0 || behind {
+    let halted = c.destinations.iter().any(|d| d.halt.is_some());
+    if c.stalled || c.failure.is_some() || c.dlq.permanent > 0 || behind || halted {
         return Health::Bad;
     }
     let waiting = c.last_runs.iter().any(|r| r.outcome == RunOutcome::NeedsConfirmation);

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Paragraph, Sparkline};
+use ratatui::widgets::{Gauge, Paragraph, Sparkline, Wrap};
 
 use super::common::{ago, block, lag_text};
 use super::{dlq, runs};
@@ -27,19 +27,31 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     // A short pane drops the sparklines and keeps one DLQ row.
     let roomy = inner.height >= 16;
     let dlq_rows = if roomy { app.dlq_entries().len().clamp(1, 6) } else { 1 };
-    let [info, sparks, gauge, runs_area, dlq_area] = Layout::vertical([
+    // Destinations worth a word take the rows their wrapped text needs, in
+    // a roomy pane only: a short one keeps its facts and runs.
+    let destinations = if roomy { destination_lines(c, app.now, theme) } else { Vec::new() };
+    let dest_rows = wrapped_rows(&destinations, inner.width);
+    let mut rows = vec![
         Constraint::Length(3),
         Constraint::Length(if roomy { 2 } else { 0 }),
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(u16::try_from(dlq_rows).unwrap_or(6) + 2),
-    ])
-    .areas(inner);
+    ];
+    if dest_rows > 0 {
+        rows.insert(3, Constraint::Length(dest_rows));
+    }
+    let areas = Layout::vertical(rows).split(inner);
+    let (info, sparks, gauge) = (areas[0], areas[1], areas[2]);
+    let (runs_area, dlq_area) = (areas[areas.len() - 2], areas[areas.len() - 1]);
     frame.render_widget(Paragraph::new(info_lines(c, app.now, theme)), info);
     if roomy {
         sparklines(frame, sparks, app, &c.name, theme);
     }
     frame.render_widget(budget_gauge(c, theme), gauge);
+    if dest_rows > 0 {
+        frame.render_widget(Paragraph::new(destinations).wrap(Wrap { trim: true }), areas[3]);
+    }
     runs::render(frame, runs_area, app, c, theme);
     dlq::render(frame, dlq_area, app, c, theme);
 }
@@ -93,6 +105,51 @@ fn sparklines(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Theme
         let start = data.len().saturating_sub(usize::from(spark_area.width));
         frame.render_widget(Sparkline::default().data(&data[start..]).style(theme.gauge()), spark_area);
     }
+}
+
+/// Rows `lines` take wrapped at `width` (a word never splits a row less
+/// than this count assumes, so it is an upper bound up to one row a line).
+fn wrapped_rows(lines: &[Line<'_>], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let rows: usize =
+        lines.iter().map(|l| l.width().div_ceil(width).max(1) + usize::from(l.width() > width)).sum();
+    u16::try_from(rows).unwrap_or(u16::MAX)
+}
+
+/// One line per destination worth a word: a halted one (why, what to do,
+/// the next try) and one with a request budget of its own (HubSpot's, shown
+/// beside VOMO's gauge). Destinations that just work take no room.
+fn destination_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for d in &c.destinations {
+        if let Some(halt) = &d.halt {
+            let text = format!(
+                "{} halted {} ago ({}): {} · next try in {}",
+                d.name,
+                ago(now, halt.since),
+                halt.reason.replace('_', " "),
+                halt.hint,
+                duration_text((halt.retry_at - now).num_seconds().max(0))
+            );
+            lines.push(Line::from(Span::styled(text, theme.health(Health::Bad))));
+        } else if let Some(b) = &d.budget {
+            let limited: u64 = b.rate_limited.values().sum();
+            let daily = match (b.daily_remaining, b.daily_limit) {
+                (Some(left), Some(limit)) => format!(" · {left} of {limit} left today"),
+                _ => String::new(),
+            };
+            let text = format!(
+                "{} budget {:.0} of {:.0} req/10 s · {} requests · {limited} × 429{daily}{}",
+                d.name,
+                b.effective_per_10s,
+                b.configured_per_10s,
+                b.requests,
+                if b.paused { " · paused by 429" } else { "" }
+            );
+            lines.push(Line::from(Span::styled(text, theme.dim())));
+        }
+    }
+    lines
 }
 
 /// How much of the configured request budget is in effect, and what it used.
