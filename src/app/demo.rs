@@ -4,8 +4,10 @@
 //! into a fresh demo state DB under the data dir (JSONL destinations, plus
 //! any `--dest`), and the console opens. Every pane has real work to show:
 //! a large backfill in progress, polls landing, a record a demo webhook
-//! refuses (the DLQ), and a token the demo revokes after a while (press `u`
-//! and paste the new one from the file the log pane names).
+//! refuses (the DLQ), a HubSpot-backed customer (a simulated HubSpot
+//! account, its budget shown beside VOMO's), and a token the demo revokes
+//! after a while (press `u` and paste the new one from the file the log
+//! pane names).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -65,6 +67,14 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let hook = start_refusing_webhook(refused_user).await?;
     let secret = dir.join("webhook.secret");
     write_private(&secret, "demo-webhook-secret")?;
+    // The smallest customer's contacts also go to a simulated HubSpot.
+    let hubspot = crate::sim::hubspot::start(crate::sim::hubspot::HubspotSimConfig {
+        seed: 7,
+        ..crate::sim::hubspot::HubspotSimConfig::default()
+    })
+    .await?;
+    let hubspot_token = dir.join("hubspot.token");
+    write_private(&hubspot_token, hubspot.default_token())?;
 
     let store = open_store(&config, true).await?;
     let mut engine_config = EngineConfig::from_config(&config);
@@ -72,14 +82,7 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     engine_config.settle = Duration::from_secs(2);
     // The demo's own receiver listens on loopback: allowed by name, as an
     // operator would allow an internal webhook.
-    let mut allowed = config.dest.allow_private_hosts.clone();
-    if let Ok(url) = url::Url::parse(&hook) {
-        allowed.push(format!(
-            "{}:{}",
-            url.host_str().unwrap_or("127.0.0.1"),
-            url.port_or_known_default().unwrap_or(80)
-        ));
-    }
+    let allowed = allowed_hosts(&config, &[hook.as_str(), hubspot.base_url()]);
     engine_config.outbound =
         crate::outbound::OutboundPolicy::from_entries(&allowed).map_err(anyhow::Error::msg)?;
     let operator = Operator::new(store.clone(), engine_config.clone())?;
@@ -87,6 +90,11 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let mut destinations = vec![format!("jsonl:{}", dir.join(format!("{name}.jsonl")).display())];
         if n == 0 {
             destinations.push(format!("webhook:{hook},secret-file={}", secret.display()));
+            destinations.push(format!(
+                "hubspot:token-file={},base={}",
+                hubspot_token.display(),
+                hubspot.base_url()
+            ));
         }
         destinations.extend(args.destinations.iter().cloned());
         onboard(&operator, &sim, name, &destinations, &config).await?;
@@ -115,7 +123,22 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
         super::console::hosted(engine, options).await?
     };
     sim.shutdown();
+    hubspot.shutdown();
     Ok(code)
+}
+
+/// The operator's allow-list plus the demo's own receivers on loopback
+/// (host:port each).
+fn allowed_hosts(config: &Config, own: &[&str]) -> Vec<String> {
+    let mut allowed = config.dest.allow_private_hosts.clone();
+    for url in own.iter().filter_map(|u| url::Url::parse(u).ok()) {
+        allowed.push(format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port_or_known_default().unwrap_or(80)
+        ));
+    }
+    allowed
 }
 
 /// The demo starts from nothing each time: its state DB and files go.
