@@ -55,6 +55,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         failure: None,
         owned_here: true,
         owner: None,
+        owner_seen_at: None,
         stalled: false,
         requests_total: 100,
         destinations: Vec::new(),

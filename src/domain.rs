@@ -466,6 +466,10 @@ pub struct RunCounts {
     pub moved_mid_scan: i64,
     pub confirmed_gone: i64,
     pub deletion_threshold: i64,
+    /// Users VOMO counted in the run's window when it was first read (0
+    /// until known): with `users_seen`, how much of a stopped backfill is
+    /// left.
+    pub window_total: i64,
 }
 
 impl RunCounts {

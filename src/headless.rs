@@ -113,7 +113,7 @@ async fn customer_health_page(
     let Some(customer) = found else {
         return (StatusCode::NOT_FOUND, "no such customer for this token\n").into_response();
     };
-    let health = customer_health(customer);
+    let health = customer_health(customer, &snapshot.thresholds, chrono::Utc::now());
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -177,6 +177,46 @@ struct PolicyLabel {
     customer: String,
     destination: String,
     policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    customer: String,
+    state: String,
+}
+
+/// The engine's verdict on each customer, as the console and `status` show
+/// it: its state, whether it needs a human, and a backfill's progress.
+fn verdict_metrics(
+    registry: &mut Registry,
+    snapshot: &EngineSnapshot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<crate::engine::verdict::Verdict> {
+    let state = Family::<StateLabel, Gauge>::default();
+    registry.register("customer_state", "1 for the state the engine judges the customer in", state.clone());
+    let attention = Family::<CustomerLabel, Gauge>::default();
+    registry.register(
+        "needs_attention",
+        "1 when something about the customer needs a human",
+        attention.clone(),
+    );
+    let progress = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "backfill_progress_ratio",
+        "How much of an unfinished backfill is done",
+        progress.clone(),
+    );
+    let verdicts: Vec<_> = snapshot.customers.iter().map(|c| c.verdict(&snapshot.thresholds, now)).collect();
+    for (c, verdict) in snapshot.customers.iter().zip(&verdicts) {
+        let label = CustomerLabel { customer: c.name.clone() };
+        let named = StateLabel { customer: c.name.clone(), state: verdict.state.as_str().replace(' ', "_") };
+        state.get_or_create(&named).set(1);
+        attention.get_or_create(&label).set(i64::from(verdict.needs_attention()));
+        if let crate::engine::verdict::Freshness::Backfill { percent: Some(p), .. } = verdict.freshness {
+            progress.get_or_create(&label).set(f64::from(p) / 100.0);
+        }
+    }
+    verdicts
 }
 
 /// Per destination: halted or not, and the figures of a destination's own
@@ -275,9 +315,14 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
     let rate = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
     registry.register("budget_effective_requests_per_second", "Request budget in force", rate.clone());
     let now = chrono::Utc::now();
-    for c in &snapshot.customers {
+    let verdicts = verdict_metrics(&mut registry, snapshot, now);
+    for (c, verdict) in snapshot.customers.iter().zip(&verdicts) {
         let label = CustomerLabel { customer: c.name.clone() };
-        lag.get_or_create(&label).set(c.lag_secs);
+        // A lag only once the first full copy is complete; before that the
+        // backfill's progress says how far it is.
+        if let crate::engine::verdict::Freshness::Lag { secs } = verdict.freshness {
+            lag.get_or_create(&label).set(secs);
+        }
         users.get_or_create(&label).set(c.users_synced);
         dlq.get_or_create(&label).set(c.dlq.pending);
         dlq_age.get_or_create(&label).set(c.dlq.oldest.map_or(0, |t| (now - t).num_seconds().max(0)));

@@ -478,7 +478,7 @@ async fn a_revoked_token_fails_the_run_and_a_new_token_resumes_from_the_checkpoi
     assert!(text(&once).contains("FAILED") && text(&once).contains("401"), "{}", text(&once));
     let status = run(dir, &["status"]).await;
     assert!(
-        text(&status).contains("token_rejected") && text(&status).contains("rejected"),
+        text(&status).contains("token rejected") && text(&status).contains("VOMO rejected the token"),
         "{}",
         text(&status)
     );

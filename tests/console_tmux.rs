@@ -99,6 +99,23 @@ fn select(tmux: &Tmux, name: &str) {
     tmux.keys(&["Enter"]);
 }
 
+/// Onboarding from the form; the token is typed masked.
+async fn onboard_from_the_form(tmux: &Tmux, demo: &Path, state: &Path) {
+    let token = std::fs::read_to_string(demo.join("riverside-choir.token")).unwrap();
+    tmux.keys(&["n"]);
+    tmux.wait_for("Onboard a customer");
+    tmux.text("riverside-choir");
+    tmux.keys(&["Tab"]);
+    tmux.text(&token);
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.text(&format!("jsonl:{}", demo.join("riverside-choir.jsonl").display()));
+    let form = tmux.screen();
+    assert!(!form.contains(&token), "the token is masked:\n{form}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("onboarded riverside-choir");
+    until_row(state, "SELECT 1 FROM customers WHERE name = 'riverside-choir' AND status = 'active'").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     if !tmux_available() {
@@ -120,24 +137,16 @@ async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     tmux.wait_for("harbour-food-bank");
     tmux.wait_for("Press n to onboard riverside-choir");
 
-    // Onboarding from the form; the token is typed masked.
-    let token = std::fs::read_to_string(demo.join("riverside-choir.token")).unwrap();
-    tmux.keys(&["n"]);
-    tmux.wait_for("Onboard a customer");
-    tmux.text("riverside-choir");
-    tmux.keys(&["Tab"]);
-    tmux.text(&token);
-    tmux.keys(&["Tab", "Tab"]);
-    tmux.text(&format!("jsonl:{}", demo.join("riverside-choir.jsonl").display()));
-    let form = tmux.screen();
-    assert!(!form.contains(&token), "the token is masked:\n{form}");
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("onboarded riverside-choir");
-    until_row(&state, "SELECT 1 FROM customers WHERE name = 'riverside-choir' AND status = 'active'").await;
+    onboard_from_the_form(&tmux, &demo, &state).await;
 
-    // A backfill on command (an active customer: a re-walk).
+    // A backfill on command (an active customer: a re-walk, which asks
+    // first and says what it costs).
     select(&tmux, "riverside");
+    tmux.wait_for("backfill  ok"); // the onboarding backfill has ended on screen too
     tmux.keys(&["b"]);
+    tmux.wait_for("Re-walk every user of riverside-choir? That is about 8 requests");
+    tmux.text("riverside-choir");
+    tmux.keys(&["Enter"]);
     tmux.wait_for("sync.backfill: re-walking every user");
     until_row(
         &state,
@@ -180,8 +189,15 @@ async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     .unwrap();
     assert_eq!(tokens, 0, "the token is deleted at once");
 
-    // Quit: the engine stops cleanly and the terminal is given back.
-    tmux.keys(&["Escape", "q"]);
+    // At 80×24 the footer still shows how to get help and how to quit.
+    tmux.run(&["resize-window", "-t", "t", "-x", "80", "-y", "24"]);
+    tmux.keys(&["Escape"]);
+    let small = tmux.wait_for("q quit");
+    let footer = small.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(footer.starts_with("? help  q quit"), "footer at 80×24: {footer:?}\n{small}");
+
+    // Ctrl-C quits like q: the engine stops cleanly and the terminal is given back.
+    tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("EXITED 0");
     assert!(!screen.contains("Customers"), "the alternate screen is gone:\n{screen}");
 }

@@ -143,15 +143,10 @@ async fn assert_every_surface_says_halted(snapshot: &EngineSnapshot, store: &Sto
         ),
         "{metrics}"
     );
-    let health = vomo_sync::engine::health::customer_health(acme);
+    let health = vomo_sync::engine::health::customer_health(acme, &snapshot.thresholds, chrono::Utc::now());
     assert_eq!(health.state, vomo_sync::engine::health::HealthState::Failing);
     assert!(health.reasons[0].contains("HubSpot destination"), "{:?}", health.reasons);
-    let rules = vomo_sync::engine::alerts::AlertRules {
-        lag_above: Duration::from_secs(3600),
-        dlq_older_than: Duration::from_secs(3 * 86_400),
-        cooldown: Duration::from_secs(3600),
-    };
-    let kinds: Vec<_> = vomo_sync::engine::alerts::conditions(acme, &rules, chrono::Utc::now())
+    let kinds: Vec<_> = vomo_sync::engine::alerts::conditions(acme, &snapshot.thresholds, chrono::Utc::now())
         .into_iter()
         .map(|(kind, _)| kind)
         .collect();

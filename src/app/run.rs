@@ -37,11 +37,7 @@ pub async fn headless(args: &HeadlessArgs, config: &Config) -> anyhow::Result<Ex
     let sinks =
         crate::headless::AlertSinks { webhook: alert_webhook, command: config.alerts.command.clone() };
     if sinks.any() {
-        let rules = crate::engine::alerts::AlertRules {
-            lag_above: config.alerts.lag_above,
-            dlq_older_than: config.alerts.dlq_older_than,
-            cooldown: config.alerts.cooldown,
-        };
+        let rules = crate::engine::alerts::AlertRules { cooldown: config.alerts.cooldown };
         let ledger = crate::engine::alerts::AlertLedger::new(store.clone());
         crate::headless::spawn_alerts(engine.watch(), rules, sinks, ledger, stop_server.clone());
     }
@@ -148,13 +144,27 @@ impl Bars {
     }
 }
 
+/// One customer as `status --json` prints it: the snapshot's fields and
+/// the engine's verdict on them (state, freshness, what needs a human).
+#[derive(serde::Serialize)]
+struct StatusRow<'a> {
+    #[serde(flatten)]
+    customer: &'a crate::engine::CustomerSnapshot,
+    verdict: crate::engine::verdict::Verdict,
+}
+
 pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let customers = super::open_ops(config).await?.status(args.name.as_deref()).await?;
+    let now = chrono::Utc::now();
+    let thresholds = EngineConfig::from_config(config).thresholds;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&customers)?);
+        let rows: Vec<StatusRow<'_>> = customers
+            .iter()
+            .map(|c| StatusRow { customer: c, verdict: c.verdict(&thresholds, now) })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let now = chrono::Utc::now();
     let rows: Vec<Vec<String>> = customers
         .iter()
         .map(|c| {
@@ -175,12 +185,10 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
                         format!("{} {outcome} {} ago", r.kind, age(now, r.started_at))
                     },
                 );
-            let state = state_text(c);
-            let lag = if c.checkpoint_ahead_secs.is_some() {
-                "ahead!".into()
-            } else {
-                super::duration_text(c.lag_secs)
-            };
+            let verdict = c.verdict(&thresholds, now);
+            let state = state_text(&verdict);
+            let lag =
+                if c.checkpoint_ahead_secs.is_some() { "ahead!".into() } else { verdict.freshness_text() };
             vec![
                 c.name.clone(),
                 state,
@@ -203,7 +211,7 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
             "CUSTOMER",
             "STATE",
             "CHECKPOINT",
-            "LAG",
+            "FRESHNESS",
             "LAST RUN",
             "USERS",
             "DLQ (OLDEST)",
@@ -216,22 +224,12 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// The STATE column: the status, and what is wrong (a checkpoint in the
-/// future, a failure streak, halted destinations).
-fn state_text(c: &crate::engine::CustomerSnapshot) -> String {
-    let state = match (&c.failure, c.checkpoint_ahead_secs) {
-        (_, Some(ahead)) => format!(
-            "{} (CHECKPOINT {} IN THE FUTURE; repaired by the next run)",
-            c.status,
-            crate::domain::span_words(ahead).to_uppercase()
-        ),
-        (Some(f), None) => format!("{} (failing: {} ×{})", c.status, f.kind.as_str(), f.consecutive),
-        (None, None) => c.status.to_string(),
-    };
-    let halted: Vec<String> = c
-        .destinations
-        .iter()
-        .filter_map(|d| d.halt.as_ref().map(|h| format!("{} halted: {}", d.name, h.reason.replace('_', " "))))
-        .collect();
-    if halted.is_empty() { state } else { format!("{state} ({})", halted.join("; ")) }
+/// The STATE column: the engine's verdict — the state, and the worst
+/// matter that needs a human, if any.
+fn state_text(verdict: &crate::engine::verdict::Verdict) -> String {
+    let state = verdict.state_text();
+    match verdict.attention.first().filter(|a| a.level == crate::engine::verdict::Level::Bad) {
+        Some(worst) if worst.text != state => format!("{state} ({})", worst.text),
+        _ => state,
+    }
 }

@@ -13,9 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::run::live::FailureKind;
 use super::runtime::snapshot::{CustomerSnapshot, EngineSnapshot};
-use crate::domain::{CustomerStatus, RunKind, RunOutcome};
+use super::verdict::{Reason, Thresholds};
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -37,11 +36,11 @@ pub enum AlertKind {
     DestinationHalted,
 }
 
-/// Thresholds.
+/// How often an alert may repeat. Its thresholds are the engine's
+/// ([`Thresholds`], carried by every snapshot), the same the console and the
+/// health page judge by.
 #[derive(Debug, Clone, Copy)]
 pub struct AlertRules {
-    pub lag_above: Duration,
-    pub dlq_older_than: Duration,
     /// A condition that clears and returns within this does not fire again.
     pub cooldown: Duration,
 }
@@ -55,103 +54,44 @@ pub struct Alert {
     pub at: DateTime<Utc>,
 }
 
-/// The conditions a customer is in now, with a sentence each.
-pub fn conditions(c: &CustomerSnapshot, rules: &AlertRules, now: DateTime<Utc>) -> Vec<(AlertKind, String)> {
-    let mut found = Vec::new();
-    if c.status == CustomerStatus::TokenRejected {
-        found.push((
-            AlertKind::TokenRejected,
-            format!("{}: VOMO rejected the token; the customer is stopped until a new one is given", c.name),
-        ));
-    }
-    let lag_limit = i64::try_from(rules.lag_above.as_secs()).unwrap_or(i64::MAX);
-    if c.status == CustomerStatus::Active && c.lag_secs > lag_limit {
-        found.push((
-            AlertKind::LagHigh,
-            format!("{}: the checkpoint is {} s behind VOMO (limit {lag_limit} s)", c.name, c.lag_secs),
-        ));
-    }
-    let dlq_limit = chrono::Duration::from_std(rules.dlq_older_than).unwrap_or(chrono::Duration::MAX);
-    if c.dlq.oldest.is_some_and(|oldest| now - oldest > dlq_limit) {
-        found.push((
-            AlertKind::DlqStale,
-            format!(
-                "{}: {} DLQ entries, the oldest older than {} h",
-                c.name,
-                c.dlq.pending,
-                dlq_limit.num_hours()
-            ),
-        ));
-    }
-    let last_reconcile =
-        c.last_runs.iter().filter(|r| r.kind == RunKind::Reconcile).max_by_key(|r| r.started_at);
-    if let Some(run) = last_reconcile {
-        let gaps = run.counts.repaired();
-        if gaps > 0 {
-            found.push((
-                AlertKind::ReconcileGaps,
-                format!("{}: reconciliation run {} found and repaired {gaps} gaps", c.name, run.id),
-            ));
+/// The alert a matter of the engine's verdict raises, if any. A failing
+/// VOMO is retried and shows as lag; a backfill, a pause or DLQ entries
+/// still being retried page nobody.
+fn alert_kind(reason: Reason, c: &CustomerSnapshot) -> Option<AlertKind> {
+    Some(match reason {
+        Reason::TokenRejected => AlertKind::TokenRejected,
+        Reason::LagHigh => AlertKind::LagHigh,
+        Reason::DlqStale => AlertKind::DlqStale,
+        Reason::ReconcileGaps => AlertKind::ReconcileGaps,
+        Reason::DeletionGuard => AlertKind::DeletionGuard,
+        Reason::ClockRefused => AlertKind::ClockRefused,
+        // One failure may be a blip.
+        Reason::StateDbFailing if c.failure.as_ref().is_some_and(|f| f.consecutive >= 2) => {
+            AlertKind::StateDbFailing
         }
-    }
-    if let Some(run) = c
-        .last_runs
-        .iter()
-        .find(|r| r.kind == RunKind::Deletions && r.outcome == RunOutcome::NeedsConfirmation)
-    {
-        found.push((
-            AlertKind::DeletionGuard,
-            format!(
-                "{}: deletion sweep run {} stopped at the mass-deletion guard; it waits for an operator",
-                c.name, run.id
-            ),
-        ));
-    }
-    if let Some(failure) = &c.failure {
-        let kind = match failure.kind {
-            FailureKind::VomoClock => Some(AlertKind::ClockRefused),
-            FailureKind::StateDb if failure.consecutive >= 2 => Some(AlertKind::StateDbFailing),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            found.push((
-                kind,
-                format!("{}: {} runs in a row failed: {}", c.name, failure.consecutive, failure.message),
-            ));
-        }
-    }
-    found.extend(destination_conditions(c));
-    if let Some(ahead) = c.checkpoint_ahead_secs {
-        found.push((
-            AlertKind::CheckpointAhead,
-            format!(
-                "{}: the checkpoint stands {} in VOMO's future; the next run moves it back",
-                c.name,
-                crate::domain::span_words(ahead)
-            ),
-        ));
-    }
-    found
+        Reason::CheckpointAhead => AlertKind::CheckpointAhead,
+        Reason::DestinationHalted => AlertKind::DestinationHalted,
+        _ => return None,
+    })
 }
 
-/// A condition per halted destination of the customer.
-fn destination_conditions(c: &CustomerSnapshot) -> Vec<(AlertKind, String)> {
-    let mut halts = Vec::new();
-    for destination in &c.destinations {
-        if let Some(halt) = &destination.halt {
-            halts.push((
-                AlertKind::DestinationHalted,
-                format!(
-                    "{}: destination {} halted ({}): {}; changes wait in the DLQ",
-                    c.name,
-                    destination.name,
-                    halt.reason.replace('_', " "),
-                    halt.hint
-                ),
-            ));
+/// The conditions a customer is in now, with a sentence each: the
+/// engine's verdict (`CustomerSnapshot::verdict`), filtered to what pages.
+pub fn conditions(
+    c: &CustomerSnapshot,
+    thresholds: &Thresholds,
+    now: DateTime<Utc>,
+) -> Vec<(AlertKind, String)> {
+    let mut found: Vec<(AlertKind, String)> = Vec::new();
+    for matter in c.verdict(thresholds, now).attention {
+        if let Some(kind) = alert_kind(matter.reason, c)
+            && !found.iter().any(|(k, _)| *k == kind)
+        {
+            found.push((kind, format!("{}: {}", c.name, matter.text)));
         }
     }
-    halts
+    found.sort_by_key(|(kind, _)| *kind);
+    found
 }
 
 /// Remembers which conditions are on, and when each last fired.
@@ -173,7 +113,7 @@ impl Alerter {
         let mut now_active = BTreeSet::new();
         let mut alerts = Vec::new();
         for customer in &snapshot.customers {
-            for (kind, message) in conditions(customer, rules, now) {
+            for (kind, message) in conditions(customer, &snapshot.thresholds, now) {
                 let key = (customer.name.clone(), kind);
                 let new = !self.active.contains(&key);
                 let quiet = self.fired.get(&key).is_none_or(|at| now - *at >= cooldown);
@@ -225,7 +165,8 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::domain::{RunCounts, TokenState};
+    use crate::domain::{CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState};
+    use crate::engine::run::live::FailureKind;
     use crate::engine::runtime::snapshot::{BudgetView, DlqView, RunView, TokenView};
 
     fn at(minutes: i64) -> DateTime<Utc> {
@@ -258,6 +199,7 @@ mod tests {
             failure: None,
             owned_here: true,
             owner: None,
+            owner_seen_at: None,
             stalled: false,
             requests_total: 0,
             destinations: Vec::new(),
@@ -269,11 +211,11 @@ mod tests {
         EngineSnapshot { at: None, owner: String::new(), customers: vec![c], ..Default::default() }
     }
 
-    const RULES: AlertRules = AlertRules {
-        lag_above: Duration::from_secs(3600),
-        dlq_older_than: Duration::from_secs(3 * 86_400),
-        cooldown: Duration::from_secs(3600),
-    };
+    const RULES: AlertRules = AlertRules { cooldown: Duration::from_secs(3600) };
+
+    fn limits() -> Thresholds {
+        Thresholds::default()
+    }
 
     #[test]
     fn an_alert_fires_once_per_transition_and_flapping_is_held_back() {
@@ -310,7 +252,7 @@ mod tests {
             run(1, RunKind::Reconcile, RunOutcome::Ok, RunCounts { drift: 2, ..RunCounts::default() }),
             run(2, RunKind::Deletions, RunOutcome::NeedsConfirmation, RunCounts::default()),
         ];
-        let kinds: Vec<AlertKind> = conditions(&c, &RULES, at(0)).into_iter().map(|(k, _)| k).collect();
+        let kinds: Vec<AlertKind> = conditions(&c, &limits(), at(0)).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             kinds,
             [AlertKind::LagHigh, AlertKind::DlqStale, AlertKind::ReconcileGaps, AlertKind::DeletionGuard]
@@ -329,7 +271,7 @@ mod tests {
                 consecutive,
                 run_id: Some(3),
             });
-            conditions(&c, &RULES, at(0)).into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+            conditions(&c, &limits(), at(0)).into_iter().map(|(k, _)| k).collect::<Vec<_>>()
         };
         assert_eq!(failing(FailureKind::VomoClock, 1), [AlertKind::ClockRefused]);
         assert_eq!(failing(FailureKind::StateDb, 1), [], "one failure may be a blip");
@@ -337,7 +279,7 @@ mod tests {
         assert_eq!(failing(FailureKind::Vomo, 5), [], "VOMO failing is retried; its lag alerts");
         let mut ahead = customer(CustomerStatus::Active);
         ahead.checkpoint_ahead_secs = Some(73 * 31_557_600);
-        let alerts: Vec<_> = conditions(&ahead, &RULES, at(0));
+        let alerts: Vec<_> = conditions(&ahead, &limits(), at(0));
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].1.contains("73 years in VOMO's future"), "{}", alerts[0].1);
     }
@@ -357,10 +299,10 @@ mod tests {
             }),
             budget: None,
         }];
-        let alerts = conditions(&c, &RULES, at(1));
+        let alerts = conditions(&c, &limits(), at(1));
         assert_eq!(alerts.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [AlertKind::DestinationHalted]);
         assert!(alerts[0].1.contains("destination hubspot halted (token rejected)"), "{}", alerts[0].1);
         c.destinations[0].halt = None;
-        assert!(conditions(&c, &RULES, at(1)).is_empty(), "a working destination is no condition");
+        assert!(conditions(&c, &limits(), at(1)).is_empty(), "a working destination is no condition");
     }
 }

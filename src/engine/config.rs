@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub allow_insecure_http: bool,
     /// What outbound destinations (webhooks, CRMs) may reach.
     pub outbound: crate::outbound::OutboundPolicy,
+    /// What needs a human: the lag and DLQ-age limits (`alerts.lag_above`,
+    /// `alerts.dlq_older_than`) and how recent a heartbeat must be.
+    pub thresholds: super::thresholds::Thresholds,
 }
 
 impl EngineConfig {
@@ -72,6 +75,11 @@ impl EngineConfig {
             // The config validated the entries already.
             outbound: crate::outbound::OutboundPolicy::from_entries(&config.dest.allow_private_hosts)
                 .unwrap_or_default(),
+            thresholds: super::thresholds::Thresholds::new(
+                config.alerts.lag_above,
+                config.alerts.dlq_older_than,
+                sync.heartbeat_every,
+            ),
         }
     }
 }

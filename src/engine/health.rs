@@ -9,11 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::runtime::snapshot::CustomerSnapshot;
+use super::verdict::{Freshness, Reason, Thresholds};
 use crate::domain::{CustomerStatus, RunKind, RunOutcome};
 use crate::store::{Store, StoreError};
-
-/// Lag beyond which a working customer counts as degraded.
-const SLOW_AFTER_SECS: i64 = 2 * 3600;
 
 /// The verdict, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -67,57 +65,63 @@ fn halted_destinations(c: &CustomerSnapshot) -> Vec<String> {
         .collect()
 }
 
-/// What the customer's status alone says, if anything.
-fn status_reason(status: CustomerStatus) -> Option<(HealthState, String)> {
-    let (state, text) = match status {
-        CustomerStatus::TokenRejected => (
+/// A matter of the engine's verdict as the customer is told it, if the
+/// customer is told it at all (some are the partner's business only).
+fn customer_words(reason: Reason, c: &CustomerSnapshot) -> Option<(HealthState, String)> {
+    let (state, text) = match reason {
+        Reason::TokenRejected => (
             HealthState::Failing,
-            "VOMO no longer accepts the access token of this integration; nothing syncs until a new token is given to your partner.",
+            "VOMO no longer accepts the access token of this integration; nothing syncs until a new token is given to your partner.".to_owned(),
         ),
-        CustomerStatus::Offboarded => (HealthState::Failing, "This integration has been switched off."),
-        CustomerStatus::Paused => (HealthState::Degraded, "Syncing is paused by your partner."),
-        CustomerStatus::Backfilling | CustomerStatus::Onboarding => (
+        Reason::Offboarded => (HealthState::Failing, "This integration has been switched off.".to_owned()),
+        Reason::Paused => (HealthState::Degraded, "Syncing is paused by your partner.".to_owned()),
+        Reason::Backfilling => (
             HealthState::Degraded,
-            "The first full copy of your users is in progress; changes follow once it is complete.",
+            "The first full copy of your users is in progress; changes follow once it is complete.".to_owned(),
         ),
-        CustomerStatus::Active => return None,
-    };
-    Some((state, text.to_owned()))
-}
-
-/// The health of one customer as its snapshot shows it.
-pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
-    let mut reasons: Vec<(HealthState, String)> = Vec::new();
-    let mut note = |state, text: String| reasons.push((state, text));
-    if let Some((state, text)) = status_reason(c.status) {
-        note(state, text);
-    }
-    if c.stalled || c.failure.is_some() {
-        note(
+        Reason::Stalled
+        | Reason::RunsFailing
+        | Reason::ClockRefused
+        | Reason::StateDbFailing
+        | Reason::NoLiveInstance => (
             HealthState::Failing,
-            "The last sync attempt failed; it is retried automatically and your partner can see why.".into(),
-        );
-    }
-    halted_destinations(c).into_iter().for_each(|text| note(HealthState::Failing, text));
-    if c.dlq.permanent > 0 {
-        note(
+            "The last sync attempt failed; it is retried automatically and your partner can see why.".to_owned(),
+        ),
+        Reason::DlqPermanent => (
             HealthState::Degraded,
-            format!(
-                "{} records could not be delivered to your system and wait for your partner.",
-                c.dlq.permanent
-            ),
-        );
-    }
-    let retrying = c.dlq.pending - c.dlq.permanent;
-    if retrying > 0 {
-        note(HealthState::Degraded, format!("{retrying} records are waiting to be delivered again."));
-    }
-    if c.status == CustomerStatus::Active && c.lag_secs > SLOW_AFTER_SECS {
-        note(
+            format!("{} records could not be delivered to your system and wait for your partner.", c.dlq.permanent),
+        ),
+        Reason::DlqRetrying => (
+            HealthState::Degraded,
+            format!("{} records are waiting to be delivered again.", c.dlq.pending - c.dlq.permanent),
+        ),
+        Reason::LagHigh => (
             HealthState::Degraded,
             format!("Changes are reaching your system late: about {} behind.", words(c.lag_secs)),
-        );
+        ),
+        // Said per destination below; the rest is the partner's to handle.
+        Reason::DestinationHalted
+        | Reason::CheckpointAhead
+        | Reason::DlqStale
+        | Reason::DeletionGuard
+        | Reason::ReconcileGaps => return None,
+    };
+    Some((state, text))
+}
+
+/// The health of one customer as of `now`: the engine's verdict
+/// (`CustomerSnapshot::verdict`), told in the customer's words.
+pub fn customer_health(c: &CustomerSnapshot, thresholds: &Thresholds, now: DateTime<Utc>) -> CustomerHealth {
+    let verdict = c.verdict(thresholds, now);
+    let mut reasons: Vec<(HealthState, String)> = Vec::new();
+    for matter in &verdict.attention {
+        if let Some(said) = customer_words(matter.reason, c)
+            && !reasons.contains(&said)
+        {
+            reasons.push(said);
+        }
     }
+    reasons.extend(halted_destinations(c).into_iter().map(|text| (HealthState::Failing, text)));
     if reasons.is_empty() {
         let working =
             format!("Working: changes in VOMO reach your system within about {}.", words(c.lag_secs));
@@ -145,11 +149,10 @@ pub fn customer_health(c: &CustomerSnapshot) -> CustomerHealth {
         state,
         reasons: reasons.into_iter().map(|(_, text)| text).collect(),
         last_successful_sync,
-        checkpoint_lag_secs: matches!(
-            c.status,
-            CustomerStatus::Active | CustomerStatus::Paused | CustomerStatus::TokenRejected
-        )
-        .then_some(c.lag_secs),
+        checkpoint_lag_secs: match verdict.freshness {
+            Freshness::Lag { secs } => Some(secs),
+            Freshness::Backfill { .. } => None,
+        },
         users_synced: c.users_synced,
         records_pending: c.dlq.pending - c.dlq.permanent,
         records_failed: c.dlq.permanent,

@@ -25,6 +25,8 @@ pub mod health;
 pub mod ops;
 mod run;
 mod runtime;
+mod thresholds;
+pub mod verdict;
 
 pub use config::{EngineConfig, Role, default_owner, os_user};
 pub use error::SyncError;

@@ -83,7 +83,7 @@ impl Ops {
                     synced.get(&c.id).copied().unwrap_or(0),
                     owner.and_then(|o| fleet.figures(o, &c.name)),
                     None,
-                    Holder { owner, here: false },
+                    Holder { owner, here: false, seen_at: fleet.last_seen(c.id) },
                 )
             })
             .collect())

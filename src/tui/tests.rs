@@ -61,6 +61,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         failure: None,
         owned_here: true,
         owner: None,
+        owner_seen_at: None,
         stalled: false,
         requests_total: 812,
         destinations: Vec::new(),
@@ -83,6 +84,9 @@ fn fleet() -> Vec<CustomerSnapshot> {
     rejected.token.as_mut().unwrap().state = TokenState::Rejected;
     rejected.status_reason = Some("VOMO rejected the token (401)".to_owned());
     let mut backfilling = customer("red-cross-east", CustomerStatus::Backfilling, 0, 0);
+    // Its first full copy is under way: no poll has run yet.
+    backfilling.last_runs.clear();
+    backfilling.users_synced = 18_000;
     backfilling.current = Some(RunProgress {
         kind: RunKind::Backfill,
         started_at: now() - Duration::minutes(4),
@@ -124,7 +128,7 @@ fn worst_health_sorts_first_and_selection_follows_the_customer() {
     let mut app = app();
     let names: Vec<&str> = app.shown().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["city-marathon", "harbour-food-bank", "red-cross-east", "alpine-club"]);
-    assert_eq!(health(app.current().unwrap()), Health::Bad);
+    assert_eq!(health(app.current_verdict().unwrap()), Health::Bad);
     press(&mut app, 'j');
     assert_eq!(app.current_name().as_deref(), Some("harbour-food-bank"));
     // A new snapshot that reorders keeps the selection on the same customer.
@@ -424,9 +428,190 @@ fn crm_customer() -> CustomerSnapshot {
 fn a_halted_destination_is_shown_with_what_to_do_and_a_budget_beside_vomos() {
     let mut app = App::new(KeyMap::default(), false, String::new(), now());
     update(&mut app, snapshot(vec![crm_customer(), customer("alpine-club", CustomerStatus::Active, 40, 0)]));
-    assert_eq!(health(app.current().unwrap()), Health::Bad, "a halted destination needs attention");
+    assert_eq!(health(app.current_verdict().unwrap()), Health::Bad, "a halted destination needs attention");
     let screen = render(&app, 160, 48, ThemeKind::Dark);
     assert!(screen.contains("hubspot halted 3m ago (token rejected)"), "{screen}");
     assert!(screen.contains("hubspot-2 budget 40 of 80 req/10 s"), "{screen}");
     insta::assert_snapshot!("destination_halted_160x48", screen);
+}
+
+/// The states an on-call engineer must be able to tell apart, each as the
+/// engine's verdict decides it.
+fn hard_cases() -> Vec<CustomerSnapshot> {
+    let backfill_run = |users, total| RunProgress {
+        kind: RunKind::Backfill,
+        started_at: now() - Duration::minutes(4),
+        pages: users / 15,
+        users,
+        total,
+        requests: 0,
+    };
+    let stopped_backfill = |outcome, message: &str| RunView {
+        id: 9,
+        kind: RunKind::Backfill,
+        outcome,
+        started_at: now() - Duration::minutes(10),
+        finished_at: Some(now() - Duration::minutes(2)),
+        counts: RunCounts { users_seen: 5_800, window_total: 10_000, ..RunCounts::default() },
+        requests_used: 390,
+        message: Some(message.into()),
+    };
+    let mut backfilling = customer("a-backfilling", CustomerStatus::Backfilling, 1_000_000_000, 0);
+    backfilling.last_runs.clear();
+    backfilling.users_synced = 5_800;
+    backfilling.current = Some(backfill_run(5_800, 10_000));
+    let mut rejected = customer("b-rejected-mid-backfill", CustomerStatus::TokenRejected, 1_000_000_000, 0);
+    rejected.token.as_mut().unwrap().state = TokenState::Rejected;
+    rejected.users_synced = 5_800;
+    rejected.last_runs = vec![stopped_backfill(RunOutcome::Failed, "VOMO rejected the token (401)")];
+    rejected.next_poll_at = Some(now());
+    let mut paused = customer("c-paused-mid-backfill", CustomerStatus::Paused, 1_000_000_000, 0);
+    paused.users_synced = 5_800;
+    paused.last_runs = vec![stopped_backfill(RunOutcome::Aborted, "stopped before the window was complete")];
+    let mut orphan = customer("d-no-live-instance", CustomerStatus::Active, 80, 0);
+    orphan.owned_here = false;
+    orphan.owner = Some("vm:4242:headless".into());
+    orphan.owner_seen_at = Some(now() - Duration::seconds(70));
+    orphan.throughput_per_min = 0.0;
+    let mut db = customer("e-state-db-failing", CustomerStatus::Active, 300, 0);
+    db.failure = Some(crate::engine::RunFailure {
+        kind: crate::engine::FailureKind::StateDb,
+        message: "state DB: disk I/O error (the file is read-only?)".into(),
+        since: now() - Duration::minutes(3),
+        last_at: now() - Duration::seconds(20),
+        consecutive: 4,
+        run_id: Some(12),
+    });
+    vec![backfilling, rejected, paused, orphan, db]
+}
+
+fn hard_app() -> App {
+    let mut app = App::new(KeyMap::default(), false, String::new(), now());
+    update(&mut app, snapshot(hard_cases()));
+    app
+}
+
+#[test]
+fn a_backfill_never_shows_a_lag_and_a_silent_owner_is_no_live_instance() {
+    use crate::engine::verdict::{Freshness, State};
+    let app = hard_app();
+    let verdict = |name: &str| {
+        let i = app.snapshot.customers.iter().position(|c| c.name == name).unwrap();
+        app.verdict(i).unwrap().clone()
+    };
+    let running = verdict("a-backfilling");
+    assert_eq!(
+        (running.state, running.freshness_text()),
+        (State::Backfilling, "backfill 58% · ETA 94s".into())
+    );
+    let rejected = verdict("b-rejected-mid-backfill");
+    assert_eq!(rejected.freshness_text(), "backfill 58% · stopped 2m ago (token rejected)");
+    let paused = verdict("c-paused-mid-backfill");
+    assert_eq!(paused.freshness_text(), "backfill 58% · stopped 2m ago (paused)");
+    assert!(!paused.needs_attention(), "a pause is on purpose");
+    let orphan = verdict("d-no-live-instance");
+    assert_eq!(orphan.state, State::NoLiveInstance);
+    assert_eq!(orphan.state_text(), "no live instance (last seen 70s ago)");
+    assert!(orphan.needs_attention());
+    assert!(matches!(orphan.freshness, Freshness::Lag { secs: 80 }));
+    let db = verdict("e-state-db-failing");
+    assert_eq!(db.state, State::Failing);
+    assert!(db.attention[0].text.contains("4 runs in a row failed: state DB"), "{:?}", db.attention);
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    // No lag is ever counted in days here (they were, from the epoch).
+    let in_days = screen.split("lag ").skip(1).any(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        !digits.is_empty() && rest[digits.len()..].starts_with('d')
+    });
+    assert!(!in_days, "a lag in days:\n{screen}");
+    // Header and rows agree with the verdicts: four need attention (the
+    // pause does not).
+    assert!(screen.contains("5 customers · 3 need attention"), "{screen}");
+}
+
+#[test]
+fn hard_cases_at_80x24() {
+    let mut app = hard_app();
+    for name in [
+        "a-backfilling",
+        "b-rejected-mid-backfill",
+        "c-paused-mid-backfill",
+        "d-no-live-instance",
+        "e-state-db-failing",
+    ] {
+        let i = app.order.iter().position(|&i| app.snapshot.customers[i].name == name).unwrap();
+        app.selected = i;
+        insta::assert_snapshot!(format!("hard_case_{name}_80x24"), render(&app, 80, 24, ThemeKind::Dark));
+    }
+}
+
+#[test]
+fn status_health_and_metrics_carry_the_consoles_state_and_freshness() {
+    use crate::engine::verdict::Freshness;
+    let app = hard_app();
+    let metrics = crate::headless::render_metrics(&app.snapshot).unwrap();
+    for (c, verdict) in app.snapshot.customers.iter().zip(&app.verdicts) {
+        let engine = c.verdict(&app.snapshot.thresholds, app.now);
+        assert_eq!(&engine, verdict, "status --json prints this verdict");
+        let state = verdict.state.as_str().replace(' ', "_");
+        let line = format!("vomo_sync_customer_state{{customer=\"{}\",state=\"{state}\"}} 1", c.name);
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+        let lag_line = format!("vomo_sync_checkpoint_lag_seconds{{customer=\"{}\"}}", c.name);
+        let health = crate::engine::health::customer_health(c, &app.snapshot.thresholds, app.now);
+        match verdict.freshness {
+            Freshness::Lag { secs } => {
+                assert_eq!(health.checkpoint_lag_secs, Some(secs));
+                assert!(metrics.contains(&format!("{lag_line} {secs}")), "{lag_line}");
+            }
+            Freshness::Backfill { .. } => {
+                assert_eq!(health.checkpoint_lag_secs, None, "{}", c.name);
+                assert!(!metrics.contains(&lag_line), "no lag for {} while it backfills", c.name);
+            }
+        }
+        let attention = format!(
+            "vomo_sync_needs_attention{{customer=\"{}\"}} {}",
+            c.name,
+            i64::from(verdict.needs_attention())
+        );
+        assert!(metrics.contains(&attention), "{attention}");
+    }
+}
+
+#[test]
+fn ctrl_c_quits_ctrl_z_says_why_and_costly_actions_ask_or_refuse() {
+    let mut app = app();
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    assert!(update(&mut app, ctrl('z')).is_empty());
+    assert!(app.shown_status().is_some_and(|(_, s)| s.contains("does not suspend")), "{:?}", app.status);
+    // The message makes way for the key hints after a while.
+    update(&mut app, Msg::Tick(now() + Duration::seconds(30)));
+    assert!(app.shown_status().is_none());
+
+    // b on a customer whose backfill runs: said, nothing queued.
+    let mut app = app_with(|_| {});
+    let i = app.order.iter().position(|&i| app.snapshot.customers[i].name == "red-cross-east").unwrap();
+    app.selected = i;
+    assert!(press(&mut app, 'b').is_empty());
+    assert!(app.shown_status().is_some_and(|(_, s)| s.contains("already running")), "{:?}", app.status);
+    // b on an active customer: a re-walk, which asks first with its cost.
+    let i = app.order.iter().position(|&i| app.snapshot.customers[i].name == "alpine-club").unwrap();
+    app.selected = i;
+    assert!(press(&mut app, 'b').is_empty());
+    let Mode::Confirm { what: Guarded::Costly { cost, .. }, .. } = &app.mode else {
+        panic!("{:?}", app.mode)
+    };
+    assert_eq!((cost.requests, cost.secs), (80, Some(27)), "1,200 users at 3 req/s");
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    assert!(screen.contains("about 80 requests to VOMO") && screen.contains("27s at its budget"), "{screen}");
+    type_text(&mut app, "alpine-club");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        [Effect::Engine(Command::Backfill { customer: "alpine-club".into() })]
+    );
+
+    // Ctrl-C quits from any mode, a half-typed prompt included.
+    press(&mut app, '/');
+    type_text(&mut app, "alp");
+    assert_eq!(update(&mut app, ctrl('c')), [Effect::Quit]);
+    assert!(app.quit);
 }

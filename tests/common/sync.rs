@@ -45,6 +45,11 @@ pub fn engine_config() -> EngineConfig {
         allow_insecure_http: false,
         // Test destinations (webhook receivers) listen on loopback.
         outbound: vomo_sync::outbound::OutboundPolicy::from_entries(&["127.0.0.1".into()]).unwrap(),
+        thresholds: vomo_sync::engine::verdict::Thresholds::new(
+            Duration::from_secs(3600),
+            Duration::from_secs(3 * 86_400),
+            Duration::from_millis(200),
+        ),
     }
 }
 

@@ -190,6 +190,7 @@ pub async fn run(
         requests: fetcher.requests(),
         ..RunReport::default()
     };
+    report.counts.window_total = count_of(rt.live.progress.total.load(Ordering::Relaxed));
     let (outcome, message) = match &result {
         Ok(walked) => {
             report.window = walked.window;

@@ -12,11 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::snapshot::LiveFigures;
 use crate::engine::config::Role;
+use crate::engine::thresholds::ALIVE_PERIODS;
 use crate::store::{CustomerId, InstanceRow, Store, StoreError};
-
-/// A process counts as alive while its heartbeat is younger than this many
-/// heartbeat periods.
-const ALIVE_PERIODS: u32 = 3;
 
 /// What a worker's heartbeat row carries: its customers' live figures.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -32,6 +29,10 @@ pub(crate) struct Fleet {
     /// Live workers' published figures: owner → customer name → figures.
     figures: HashMap<String, BTreeMap<String, LiveFigures>>,
     live_workers: usize,
+    /// When the last process to hold each customer's lease last showed
+    /// life (its lease renewal or its heartbeat row, whichever is newer),
+    /// also once that lease has expired.
+    last_seen: HashMap<CustomerId, DateTime<Utc>>,
 }
 
 impl Fleet {
@@ -41,10 +42,14 @@ impl Fleet {
         now: DateTime<Utc>,
         heartbeat_every: Duration,
     ) -> Result<Self, StoreError> {
+        let leases = store.leases().await?;
+        let mut last_seen: HashMap<CustomerId, DateTime<Utc>> = leases
+            .iter()
+            .filter(|l| l.owner.is_some())
+            .filter_map(|l| Some((l.customer_id, l.heartbeat_at?)))
+            .collect();
         // A lease of a process known to be gone is free: taken over at once.
-        let holders = store
-            .leases()
-            .await?
+        let holders: HashMap<CustomerId, String> = leases
             .into_iter()
             .filter(|l| l.expires_at > now)
             .filter_map(|l| l.owner.map(|o| (l.customer_id, o)))
@@ -57,11 +62,20 @@ impl Fleet {
                 continue;
             }
             live_workers += 1;
+            for (customer, _) in holders.iter().filter(|(_, owner)| **owner == row.owner) {
+                let seen = last_seen.entry(*customer).or_insert(row.heartbeat_at);
+                *seen = (*seen).max(row.heartbeat_at);
+            }
             // A row this version cannot read shows no figures, nothing worse.
             let parsed: Figures = serde_json::from_str(&row.figures).unwrap_or_default();
             figures.insert(row.owner, parsed.customers);
         }
-        Ok(Self { holders, figures, live_workers })
+        Ok(Self { holders, figures, live_workers, last_seen })
+    }
+
+    /// When the last holder of `customer`'s lease last showed life.
+    pub fn last_seen(&self, customer: CustomerId) -> Option<DateTime<Utc>> {
+        self.last_seen.get(&customer).copied()
     }
 
     /// The process holding `customer`'s unexpired lease.

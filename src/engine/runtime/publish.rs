@@ -40,13 +40,14 @@ impl Supervisor {
                     self.synced.get(&c.id).copied().unwrap_or(0),
                     figures.as_ref(),
                     self.shared.clocks.for_url(&c.vomo_url).now(),
-                    Holder { owner, here },
+                    Holder { owner, here, seen_at: self.fleet.last_seen(c.id) },
                 )
             })
             .collect::<Vec<CustomerSnapshot>>();
         let snapshot = EngineSnapshot {
             at: Some(Utc::now()),
             owner: me.to_owned(),
+            thresholds: self.shared.config.thresholds,
             customers,
             state_db_failing: self.state_db_failing.clone(),
         };

@@ -16,6 +16,9 @@ pub struct EngineSnapshot {
     pub at: Option<DateTime<Utc>>,
     /// This process's lease owner id.
     pub owner: String,
+    /// The limits its customers' verdicts are judged by (the same for
+    /// every front end).
+    pub thresholds: crate::engine::thresholds::Thresholds,
     pub customers: Vec<CustomerSnapshot>,
     /// The supervisor cannot read or write the state DB (reload,
     /// heartbeat): since when, and the last error.
@@ -103,6 +106,9 @@ pub struct CustomerSnapshot {
     pub owned_here: bool,
     /// The process holding the customer's lease (`host:pid:tag`), if any.
     pub owner: Option<String>,
+    /// When the process that last held the lease last showed life (none
+    /// when it is this process, or no process ever held it).
+    pub owner_seen_at: Option<DateTime<Utc>>,
     /// True when a run has made no progress for too long.
     pub stalled: bool,
     pub requests_total: u64,
@@ -299,6 +305,8 @@ const MAX_LOCAL_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 pub(crate) struct Holder<'a> {
     pub owner: Option<&'a str>,
     pub here: bool,
+    /// When the last holder last showed life, if it is another process.
+    pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// Builds one customer's snapshot from the state DB's figures and the live
@@ -366,6 +374,7 @@ pub(crate) fn build_customer(
         failure: live.failure.clone(),
         owned_here: holder.here,
         owner: holder.owner.map(str::to_owned),
+        owner_seen_at: holder.seen_at.filter(|_| !holder.here),
         stalled: live.stalled,
         requests_total: live.requests_total,
         destinations: live.destinations.clone(),

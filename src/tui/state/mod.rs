@@ -20,6 +20,7 @@ mod update;
 
 pub use messages::{Effect, Msg, OnboardText};
 pub use model::{
-    App, FORM_FIELDS, Guarded, Health, History, Mode, OnboardForm, Pane, SortKey, health, token_health,
+    App, Cost, CostlyAction, FORM_FIELDS, Guarded, Health, History, Mode, OnboardForm, Pane, SortKey, health,
+    token_health,
 };
 pub use update::update;

@@ -14,8 +14,12 @@ use tui_input::Input;
 use super::messages::Effect;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState};
 use crate::engine::DlqItem;
+use crate::engine::verdict::{Level, Verdict};
 use crate::engine::{CustomerSnapshot, EngineEvent, EngineSnapshot, EventLevel};
 use crate::tui::keys::KeyMap;
+
+/// How long an outcome stays in the status bar before the key hints return.
+pub const STATUS_SHOWN_SECS: i64 = 10;
 
 /// Events kept for the log pane.
 const LOG_CAPACITY: usize = 500;
@@ -33,25 +37,15 @@ pub enum Health {
     Idle,
 }
 
-/// A customer's health: bad when it cannot sync (token, errors, stall,
-/// records only an operator can fix, far behind), warning when it needs a
-/// look, idle when paused or offboarded.
-pub fn health(c: &CustomerSnapshot) -> Health {
-    match c.status {
-        CustomerStatus::TokenRejected => return Health::Bad,
-        CustomerStatus::Paused | CustomerStatus::Offboarded => return Health::Idle,
-        _ => {}
+/// How a customer is drawn, from the engine's verdict (the console decides
+/// nothing about health itself).
+pub fn health(verdict: &Verdict) -> Health {
+    match verdict.level() {
+        Level::Bad => Health::Bad,
+        Level::Warn => Health::Warn,
+        Level::Good => Health::Good,
+        Level::Idle => Health::Idle,
     }
-    let behind = c.status == CustomerStatus::Active && c.next_poll_at.is_some() && c.lag_secs > 2 * 3600;
-    let halted = c.destinations.iter().any(|d| d.halt.is_some());
-    if c.stalled || c.failure.is_some() || c.dlq.permanent > 0 || behind || halted {
-        return Health::Bad;
-    }
-    let waiting = c.last_runs.iter().any(|r| r.outcome == RunOutcome::NeedsConfirmation);
-    if c.dlq.pending > 0 || waiting || c.status == CustomerStatus::Backfilling {
-        return Health::Warn;
-    }
-    Health::Good
 }
 
 /// The token's state as the panes show it, and how healthy that is.
@@ -109,7 +103,40 @@ pub enum Pane {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guarded {
     Offboard,
-    ConfirmDeletions { run: i64, users: i64 },
+    ConfirmDeletions {
+        run: i64,
+        users: i64,
+    },
+    /// A full re-walk (`b` on a customer past its backfill) or a full scan
+    /// (`d`): every user read again, at this cost.
+    Costly {
+        action: CostlyAction,
+        cost: Cost,
+    },
+}
+
+/// The actions that read every user again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostlyAction {
+    Rewalk,
+    FullScan,
+}
+
+/// What reading every user of a customer costs at its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    pub requests: u64,
+    /// At the budget in force; `None` without a limit.
+    pub secs: Option<u64>,
+}
+
+impl Cost {
+    /// One request a page of 15, at `rate` requests per second.
+    pub fn of(users: i64, rate: f64) -> Self {
+        let requests = u64::try_from(users).unwrap_or(0).div_ceil(15).max(1);
+        let secs = (rate > 0.0).then(|| (requests as f64 / rate).ceil() as u64);
+        Self { requests, secs }
+    }
 }
 
 /// The onboarding form's fields, in tab order.
@@ -162,6 +189,9 @@ pub struct History {
 #[derive(Debug, Default)]
 pub struct App {
     pub snapshot: Arc<EngineSnapshot>,
+    /// The engine's verdict on each customer of `snapshot` (same order),
+    /// as of `now`.
+    pub verdicts: Vec<Verdict>,
     /// Indices into `snapshot.customers`, filtered and sorted.
     pub order: Vec<usize>,
     /// Position in `order`.
@@ -182,8 +212,10 @@ pub struct App {
     pub readonly: bool,
     pub keys: KeyMap,
     pub default_vomo_url: String,
-    /// The latest one-line outcome, shown in the status bar.
+    /// The latest one-line outcome, shown in the status bar until
+    /// [`STATUS_SHOWN_SECS`] have passed (the log keeps it).
     pub status: Option<(EventLevel, String)>,
+    pub status_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
     pub quit: bool,
 }
@@ -191,6 +223,28 @@ pub struct App {
 impl App {
     pub fn new(keys: KeyMap, readonly: bool, default_vomo_url: String, now: DateTime<Utc>) -> Self {
         Self { keys, readonly, default_vomo_url, now, ..Self::default() }
+    }
+
+    /// Judges every customer of the snapshot as of `now` (the engine's
+    /// one classifier, with the engine's thresholds).
+    pub(super) fn judge(&mut self) {
+        let (thresholds, now) = (self.snapshot.thresholds, self.now);
+        self.verdicts = self.snapshot.customers.iter().map(|c| c.verdict(&thresholds, now)).collect();
+    }
+
+    /// The verdict on `snapshot.customers[index]`.
+    pub fn verdict(&self, index: usize) -> Option<&Verdict> {
+        self.verdicts.get(index)
+    }
+
+    /// The selected customer's verdict.
+    pub fn current_verdict(&self) -> Option<&Verdict> {
+        self.order.get(self.selected).and_then(|&i| self.verdict(i))
+    }
+
+    /// The status bar's outcome, while it is fresh.
+    pub fn shown_status(&self) -> Option<&(EventLevel, String)> {
+        self.status.as_ref().filter(|_| (self.now - self.status_at).num_seconds() < STATUS_SHOWN_SECS)
     }
 
     /// The selected customer.
@@ -227,14 +281,16 @@ impl App {
             .filter(|&i| needle.is_empty() || customers[i].name.to_lowercase().contains(&needle))
             .collect();
         match self.sort {
-            SortKey::Lag => order.sort_by(|&a, &b| {
-                let (a, b) = (&customers[a], &customers[b]);
-                (health(a), std::cmp::Reverse(a.lag_secs), &a.name).cmp(&(
-                    health(b),
-                    std::cmp::Reverse(b.lag_secs),
-                    &b.name,
-                ))
-            }),
+            SortKey::Lag => {
+                let rank = |i: usize| self.verdicts.get(i).map_or(Health::Good, health);
+                order.sort_by(|&a, &b| {
+                    (rank(a), std::cmp::Reverse(customers[a].lag_secs), &customers[a].name).cmp(&(
+                        rank(b),
+                        std::cmp::Reverse(customers[b].lag_secs),
+                        &customers[b].name,
+                    ))
+                });
+            }
             SortKey::Name => order.sort_by(|&a, &b| customers[a].name.cmp(&customers[b].name)),
             SortKey::Dlq => order.sort_by(|&a, &b| {
                 let (a, b) = (&customers[a], &customers[b]);
@@ -270,6 +326,7 @@ impl App {
 
     pub(super) fn say(&mut self, level: EventLevel, text: impl Into<String>) {
         self.status = Some((level, text.into()));
+        self.status_at = self.now;
     }
 
     pub(super) fn push_log(&mut self, event: EngineEvent) {

@@ -9,7 +9,7 @@ use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
 
 use super::messages::{Effect, OnboardText};
-use super::model::{App, FORM_FIELDS, Guarded, Mode, OnboardForm, selection_effects};
+use super::model::{App, CostlyAction, FORM_FIELDS, Guarded, Mode, OnboardForm, selection_effects};
 use crate::engine::{Command, EventLevel};
 
 /// Edits `input` with `key`; returns `Some(text)` on Enter, `None` on Esc
@@ -57,6 +57,12 @@ pub(super) fn confirm_key(
             Guarded::Offboard => vec![Effect::Engine(Command::Offboard { customer, purge: false })],
             Guarded::ConfirmDeletions { run, .. } => {
                 vec![Effect::Engine(Command::SettleDeletions { customer, run, confirm: true })]
+            }
+            Guarded::Costly { action: CostlyAction::Rewalk, .. } => {
+                vec![Effect::Engine(Command::Backfill { customer })]
+            }
+            Guarded::Costly { action: CostlyAction::FullScan, .. } => {
+                vec![Effect::Engine(Command::DeletionSweep { customer, dry_run: false })]
             }
         },
         Prompt::Submit(_) => {

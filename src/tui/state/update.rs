@@ -10,7 +10,7 @@ use tui_input::Input;
 
 use super::command_line::command_key;
 use super::messages::{Effect, Msg};
-use super::model::{App, Guarded, Mode, OnboardForm, Pane, selection_effects};
+use super::model::{App, Cost, CostlyAction, Guarded, Mode, OnboardForm, Pane, selection_effects};
 use super::prompts::{confirm_key, filter_key, form_key, note_key, token_key};
 use crate::domain::CustomerStatus;
 use crate::engine::{Command, EngineEvent, EventLevel};
@@ -22,10 +22,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Snapshot(snapshot) => {
             let before = app.current_name();
             app.snapshot = snapshot;
-            app.reorder();
             if let Some(at) = app.snapshot.at {
                 app.now = at;
             }
+            app.judge();
+            app.reorder();
             let now = app.now;
             app.record_history(now);
             selection_effects(app, before)
@@ -36,6 +37,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Tick(now) => {
             app.now = now;
+            app.judge();
             app.current_name().map(Effect::LoadDlq).into_iter().collect()
         }
         Msg::Dlq { customer, items } => {
@@ -80,8 +82,25 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('l') {
-        return vec![Effect::Redraw];
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        match key.code {
+            KeyCode::Char('l') => return vec![Effect::Redraw],
+            // As in k9s and htop: Ctrl-C quits like q, from any mode (a
+            // half-typed prompt is dropped, nothing is sent).
+            KeyCode::Char('c') => {
+                app.mode = Mode::Normal;
+                app.quit = true;
+                return vec![Effect::Quit];
+            }
+            KeyCode::Char('z') => {
+                app.say(
+                    EventLevel::Warn,
+                    "Ctrl-Z: the console does not suspend (it hosts the engine); q quits, or detach tmux/screen",
+                );
+                return Vec::new();
+            }
+            _ => {}
+        }
     }
     match std::mem::take(&mut app.mode) {
         Mode::Normal => normal_key(app, key),
@@ -172,6 +191,34 @@ fn act(app: &mut App, action: Action) -> Vec<Effect> {
     }
 }
 
+/// `b` and `d` read every user again: refused while such a run is going,
+/// and a full re-walk or scan asks first, showing its cost. The first
+/// backfill of a customer that has none running is simply started.
+fn costly(app: &mut App, action: Action) -> Vec<Effect> {
+    let Some(c) = app.current() else { return Vec::new() };
+    let customer = c.name.clone();
+    let (kind, what) = match action {
+        Action::Sweep => (crate::domain::RunKind::Deletions, CostlyAction::FullScan),
+        _ => (crate::domain::RunKind::Backfill, CostlyAction::Rewalk),
+    };
+    let running = [&c.current, &c.background].into_iter().flatten().find(|r| r.kind == kind);
+    if let Some(run) = running {
+        let ago = crate::domain::duration_text((app.now - run.started_at).num_seconds());
+        app.say(
+            EventLevel::Info,
+            format!("a {kind} of {customer} is already running (started {ago} ago); nothing queued"),
+        );
+        return Vec::new();
+    }
+    if what == CostlyAction::Rewalk && c.status != CustomerStatus::Active {
+        return vec![Effect::Engine(Command::Backfill { customer })];
+    }
+    let cost = Cost::of(c.users_synced, c.budget.effective);
+    app.mode =
+        Mode::Confirm { customer, what: Guarded::Costly { action: what, cost }, typed: Input::default() };
+    Vec::new()
+}
+
 /// The actions that change a customer (refused when read-only).
 fn act_on_customer(app: &mut App, action: Action) -> Vec<Effect> {
     let customer = app.current_name();
@@ -179,9 +226,8 @@ fn act_on_customer(app: &mut App, action: Action) -> Vec<Effect> {
         customer.clone().map(|c| Effect::Engine(command(c))).into_iter().collect()
     };
     match action {
-        Action::Backfill => engine(|customer| Command::Backfill { customer }),
+        Action::Backfill | Action::Sweep => costly(app, action),
         Action::Reconcile => engine(|customer| Command::Reconcile { customer }),
-        Action::Sweep => engine(|customer| Command::DeletionSweep { customer, dry_run: false }),
         Action::PollNow => engine(|customer| Command::PollNow { customer }),
         Action::Retry => {
             let id = (app.focus == Pane::Dlq)

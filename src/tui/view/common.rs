@@ -9,7 +9,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::domain::duration_text;
-use crate::engine::CustomerSnapshot;
 use crate::tui::theme::Theme;
 
 /// A bordered pane with a title; `focused` highlights the border.
@@ -54,18 +53,6 @@ pub(super) fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<
 
 pub(super) fn masked(len: usize) -> String {
     "•".repeat(len)
-}
-
-/// The lag, or while backfilling (when the lag is "since the epoch") how
-/// far the backfill has read.
-pub(super) fn lag_text(c: &CustomerSnapshot) -> String {
-    match (&c.status, &c.current) {
-        (crate::domain::CustomerStatus::Backfilling, Some(run)) if run.total > 0 => {
-            format!("{}%", (run.users * 100 / run.total.max(1)).min(99))
-        }
-        (crate::domain::CustomerStatus::Backfilling, _) => "—".to_owned(),
-        _ => duration_text(c.lag_secs),
-    }
 }
 
 pub(super) fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {

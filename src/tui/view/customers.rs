@@ -8,8 +8,9 @@ use ratatui::style::Style;
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use super::common::{block, lag_text, visible_offset};
+use super::common::{block, visible_offset};
 use crate::engine::CustomerSnapshot;
+use crate::engine::verdict::Verdict;
 use crate::tui::state::{App, Health, Pane, health, token_health};
 use crate::tui::theme::Theme;
 
@@ -38,10 +39,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .enumerate()
         .skip(offset)
         .take(visible)
-        .filter_map(|(pos, &i)| app.snapshot.customers.get(i).map(|c| (pos, c)))
-        .map(|(pos, c)| {
+        .filter_map(|(pos, &i)| Some((pos, app.snapshot.customers.get(i)?, app.verdict(i)?)))
+        .map(|(pos, c, verdict)| {
             let style = if pos == app.selected { theme.selected() } else { Style::new() };
-            customer_row(c, theme).style(style)
+            customer_row(c, verdict, theme).style(style)
         })
         .collect();
     if rows.is_empty() {
@@ -58,10 +59,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Table::new(rows, WIDTHS).header(header).column_spacing(1), inner);
 }
 
-fn customer_row(c: &CustomerSnapshot, theme: Theme) -> Row<'static> {
-    let h = health(c);
+fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, theme: Theme) -> Row<'static> {
+    let h = health(verdict);
     let (token, token_h) = token_health(c);
-    let state = if c.stalled { "stalled".to_owned() } else { c.status.as_str().replace('_', " ") };
+    let state = verdict.state.as_str().to_owned();
     let budget = if c.budget.effective <= 0.0 {
         "∞".to_owned()
     } else {
@@ -78,7 +79,7 @@ fn customer_row(c: &CustomerSnapshot, theme: Theme) -> Row<'static> {
     Row::new(vec![
         Cell::from(Span::styled(c.name.clone(), theme.health(h))),
         Cell::from(Span::styled(state, theme.health(h))),
-        Cell::from(lag_text(c)),
+        Cell::from(verdict.freshness_short()),
         Cell::from(format!("{:.0}", c.throughput_per_min)),
         Cell::from(budget),
         Cell::from(Span::styled(token, theme.health(token_h))),

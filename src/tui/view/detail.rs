@@ -9,10 +9,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph, Sparkline, Wrap};
 
-use super::common::{ago, block, lag_text};
+use super::common::{ago, block};
 use super::{dlq, runs};
 use crate::domain::duration_text;
 use crate::engine::CustomerSnapshot;
+use crate::engine::verdict::{Level, State, Verdict};
 use crate::tui::state::{App, Health, health, token_health};
 use crate::tui::theme::Theme;
 
@@ -31,10 +32,15 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     // a roomy pane only: a short one keeps its facts and runs.
     let destinations = if roomy { destination_lines(c, app.now, theme) } else { Vec::new() };
     let dest_rows = wrapped_rows(&destinations, inner.width);
+    let Some(verdict) = app.current_verdict() else { return };
+    // The facts wrap, never cut: a short pane gives the rest up first.
+    let info_text = info_lines(c, verdict, app, theme);
+    let info_rows = if roomy { wrapped_rows(&info_text, inner.width).max(3) } else { 3 };
     let mut rows = vec![
-        Constraint::Length(3),
+        Constraint::Length(info_rows),
         Constraint::Length(if roomy { 2 } else { 0 }),
-        Constraint::Length(1),
+        // A very short pane gives the budget gauge up before the facts.
+        Constraint::Length(u16::from(inner.height >= 8)),
         Constraint::Min(1),
         Constraint::Length(u16::try_from(dlq_rows).unwrap_or(6) + 2),
     ];
@@ -44,7 +50,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let areas = Layout::vertical(rows).split(inner);
     let (info, sparks, gauge) = (areas[0], areas[1], areas[2]);
     let (runs_area, dlq_area) = (areas[areas.len() - 2], areas[areas.len() - 1]);
-    frame.render_widget(Paragraph::new(info_lines(c, app.now, theme)), info);
+    frame.render_widget(Paragraph::new(info_text).wrap(Wrap { trim: true }), info);
     if roomy {
         sparklines(frame, sparks, app, &c.name, theme);
     }
@@ -56,13 +62,15 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     dlq::render(frame, dlq_area, app, c, theme);
 }
 
-fn info_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Line<'static>> {
-    let h = health(c);
+fn info_lines(c: &CustomerSnapshot, verdict: &Verdict, app: &App, theme: Theme) -> Vec<Line<'static>> {
+    let now = app.now;
     let mut status = vec![
-        Span::styled(c.status.as_str().replace('_', " "), theme.health(h)),
-        Span::raw(format!(" · lag {} · {} users synced", lag_text(c), c.users_synced)),
+        Span::styled(verdict.state_text(), theme.health(health(verdict))),
+        Span::raw(format!(" · {} · {} users synced", verdict.freshness_text(), c.users_synced)),
     ];
-    if let Some(at) = c.next_poll_at {
+    // A next poll only means something while a live worker will make it.
+    let polling = matches!(verdict.state, State::Active | State::Failing | State::Backfilling);
+    if let Some(at) = c.next_poll_at.filter(|at| polling && c.current.is_none() && *at > now) {
         status.push(Span::raw(format!(" · next poll in {}", duration_text((at - now).num_seconds()))));
     }
     let (token_text, token_h) = token_health(c);
@@ -77,14 +85,15 @@ fn info_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Vec<Lin
     // Which process runs it matters once several instances share the DB.
     let runner = match (&c.owner, c.owned_here) {
         (_, true) => " · running here".to_owned(),
+        (Some(owner), false) if *owner == app.snapshot.owner => " · held here, not running".to_owned(),
         (Some(owner), false) => format!(" · run by {owner}"),
         (None, false) => " · not running".to_owned(),
     };
-    let problem =
-        c.failure.as_ref().map(|f| f.message.clone()).or_else(|| c.status_reason.clone()).map_or_else(
-            || Span::styled(c.vomo_url.clone(), theme.dim()),
-            |e| Span::styled(e, theme.health(Health::Bad)),
-        );
+    // The worst matter, whole (it wraps): what happened and what to do.
+    let problem = verdict.attention.first().filter(|a| a.level >= Level::Warn).map_or_else(
+        || Span::styled(c.vomo_url.clone(), theme.dim()),
+        |a| Span::styled(a.text.clone(), theme.health(health(verdict))),
+    );
     let token_line =
         Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
     vec![Line::from(status), token_line, Line::from(problem)]

@@ -20,7 +20,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Mode::Command(input) => {
             Line::from(vec![Span::styled(":", theme.key()), Span::raw(input.value().to_owned())])
         }
-        _ => match &app.status {
+        _ => match app.shown_status() {
             Some((level, text)) => {
                 let style = match level {
                     EventLevel::Info => Style::new(),
@@ -29,33 +29,40 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 };
                 Line::from(Span::styled(text.clone(), style))
             }
-            None => hints(app, theme),
+            None => hints(app, area.width, theme),
         },
     };
     frame.render_widget(Paragraph::new(line), area);
 }
 
-fn hints(app: &App, theme: Theme) -> Line<'static> {
-    let mut actions = vec![Action::Help, Action::Filter, Action::NextPane];
+/// Key hints by priority: `? help` and `q quit` always first, then as many
+/// of the rest as the width holds (whole hints only; help lists them all).
+fn hints(app: &App, width: u16, theme: Theme) -> Line<'static> {
+    let mut actions = vec![Action::Help, Action::Quit, Action::Filter, Action::NextPane];
     if !app.readonly {
         actions.extend([
+            Action::Token,
+            Action::Retry,
             Action::Backfill,
             Action::Reconcile,
             Action::Sweep,
-            Action::Retry,
             Action::Pause,
-            Action::Token,
             Action::Onboard,
             Action::Offboard,
         ]);
     }
-    actions.push(Action::Quit);
     let mut spans = Vec::new();
+    let mut used = 0usize;
     for action in actions {
-        if let Some(key) = app.keys.keys_of(action).first() {
-            spans.push(Span::styled(key.clone(), theme.key()));
-            spans.push(Span::raw(format!(" {}  ", action.name())));
+        let Some(key) = app.keys.keys_of(action).first().cloned() else { continue };
+        let text = format!(" {}  ", action.name());
+        let needed = key.chars().count() + text.chars().count();
+        if used + needed > usize::from(width) && used > 0 {
+            break;
         }
+        used += needed;
+        spans.push(Span::styled(key, theme.key()));
+        spans.push(Span::raw(text));
     }
     Line::from(spans)
 }

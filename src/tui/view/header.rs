@@ -6,12 +6,12 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::tui::state::{App, Health, health};
+use crate::tui::state::{App, Health};
 use crate::tui::theme::Theme;
 
 pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let customers = &app.snapshot.customers;
-    let bad = customers.iter().filter(|c| health(c) == Health::Bad).count();
+    let bad = app.verdicts.iter().filter(|v| v.needs_attention()).count();
     let mut spans = vec![
         Span::styled(" vomo-sync ", theme.title()),
         Span::raw(format!("· {} customers · ", customers.len())),

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use tui_input::Input;
 
 use super::common::{masked, popup};
-use crate::tui::state::{FORM_FIELDS, Guarded, Health, OnboardForm};
+use crate::tui::state::{CostlyAction, FORM_FIELDS, Guarded, Health, OnboardForm};
 use crate::tui::theme::Theme;
 
 fn prompt_line(value: String, theme: Theme) -> Line<'static> {
@@ -31,6 +31,25 @@ pub(super) fn confirm(
         Guarded::ConfirmDeletions { run, users } => format!(
             "Carry out run {run} of {customer}: {users} users missing from VOMO's listing are asked about again and deleted downstream if VOMO confirms."
         ),
+        Guarded::Costly { action, cost } => {
+            let what = match action {
+                CostlyAction::Rewalk => "Re-walk every user of",
+                CostlyAction::FullScan => "Scan every user of (deletions and drift)",
+            };
+            let time = cost.secs.map_or_else(
+                || "no budget limit".to_owned(),
+                |secs| {
+                    format!(
+                        "about {} at its budget",
+                        crate::domain::duration_text(i64::try_from(secs).unwrap_or(i64::MAX))
+                    )
+                },
+            );
+            format!(
+                "{what} {customer}? That is about {} requests to VOMO, {time}; polls go on beside it and unchanged users are not sent again.",
+                cost.requests
+            )
+        }
     };
     let lines = vec![
         Line::from(question),
