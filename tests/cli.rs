@@ -163,3 +163,26 @@ fn migrate_refuses_a_file_that_is_not_a_state_db() {
     assert!(err.contains("notes.txt") && err.contains("not a SQLite database"), "{err}");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "shopping list");
 }
+
+#[test]
+fn a_dumb_terminal_gets_a_refusal_that_names_what_works_there() {
+    let home = tempfile::tempdir().unwrap();
+    let out = vomo_sync(home.path())
+        .env("TERM", "dumb")
+        .env("VOMO_SYNC_MASTER_KEY", "ab".repeat(32))
+        .args(["--state", home.path().join("state.db").to_str().unwrap(), "console"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TERM=dumb") && err.contains("vomo-sync status") && err.contains("vomo-sync headless"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no escape codes were written: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -214,7 +214,8 @@ async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_run
     let bin = env!("CARGO_BIN_EXE_vomo-sync");
     let vomo_sync = |args: &[&str]| {
         let mut command = common::test_command(dir, bin);
-        command.env("VOMO_SYNC_STATE", &state).args(args);
+        // A 1 s heartbeat, so "no live instance" shows within seconds.
+        command.env("VOMO_SYNC_STATE", &state).env("VOMO_SYNC_SYNC_HEARTBEAT_EVERY", "1s").args(args);
         command
     };
     let token = dir.join("acme.token");
@@ -234,7 +235,7 @@ async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_run
 
     let tmux = Tmux { socket: format!("vomo-attach-{}", std::process::id()) };
     let command = format!(
-        "env HOME={home} VOMO_SYNC_STATE={state} VOMO_SYNC_MASTER_KEY={key} {bin} console --attach; echo EXITED $?; sleep 60",
+        "env HOME={home} VOMO_SYNC_STATE={state} VOMO_SYNC_MASTER_KEY={key} VOMO_SYNC_SYNC_HEARTBEAT_EVERY=1s {bin} console --attach; echo EXITED $?; sleep 60",
         home = dir.display(),
         state = state.display(),
         key = common::MASTER_KEY,
@@ -264,9 +265,21 @@ async fn an_attached_console_shows_and_acts_on_customers_a_headless_instance_run
     tmux.wait_for("acme is now active");
     until_row(&state, "SELECT 1 FROM leases l JOIN customers c ON c.id = l.customer_id WHERE c.status = 'active' AND l.owner IS NOT NULL").await;
 
-    tmux.keys(&["Escape", "q"]);
-    tmux.wait_for("EXITED 0");
     assert!(headless.try_wait().unwrap().is_none(), "the attached console leaves the instance running");
+
+    // The instance dies: within three heartbeats (plus a reload and a
+    // frame) the console says nobody runs acme, and how long ago it was
+    // seen, instead of showing its last figures as if they were live.
+    tmux.wait_for("running");
     headless.kill().unwrap();
     headless.wait().unwrap();
+    let killed = Instant::now();
+    let screen = tmux.wait_for("no live instance (last seen");
+    let took = killed.elapsed();
+    eprintln!("no live instance shown {took:?} after the kill (heartbeat 1 s)");
+    assert!(took <= Duration::from_secs(3 + 3), "{took:?} after the kill:\n{screen}");
+    assert!(screen.contains("1 need attention"), "{screen}");
+
+    tmux.keys(&["Escape", "q"]);
+    tmux.wait_for("EXITED 0");
 }

@@ -31,7 +31,26 @@ pub async fn run(args: &ConsoleArgs, config: &Config) -> anyhow::Result<ExitCode
         ));
     }
     let engine = Arc::new(Engine::start(store, engine_config).await?);
-    hosted(engine, options).await
+    hosted(engine, options, args.attach).await
+}
+
+/// The console needs a real terminal: a dumb one (`TERM=dumb`, an editor's
+/// shell, a pipe) gets a clear refusal and the commands that work there.
+fn check_terminal() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let term = std::env::var("TERM").unwrap_or_default();
+    if term == "dumb" || !std::io::stdout().is_terminal() {
+        let what = if term == "dumb" {
+            "TERM=dumb".to_owned()
+        } else {
+            "standard output is not a terminal".to_owned()
+        };
+        anyhow::bail!(
+            "the console needs a full terminal ({what}); use `vomo-sync status` to see the customers, \
+             `vomo-sync headless` to run them unattended, or run the console in a terminal such as xterm or tmux"
+        );
+    }
+    Ok(())
 }
 
 /// The console's options from flags and config; bad key remaps are a
@@ -41,6 +60,7 @@ pub(super) fn options(
     config: &Config,
     vomo_url: String,
 ) -> anyhow::Result<ConsoleOptions> {
+    check_terminal()?;
     let keys = KeyMap::with_overrides(&config.console.keys.clone().into_iter().collect())
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("config {}", config.paths.config_file.display()))?;
@@ -61,10 +81,19 @@ pub(super) fn options(
     })
 }
 
-/// Runs the console over a started engine, then stops the engine.
-pub(super) async fn hosted(engine: Arc<EngineHandle>, options: ConsoleOptions) -> anyhow::Result<ExitCode> {
+/// Runs the console over a started engine, then stops the engine (an
+/// attached console runs no customers: it only detaches).
+pub(super) async fn hosted(
+    engine: Arc<EngineHandle>,
+    options: ConsoleOptions,
+    attached: bool,
+) -> anyhow::Result<ExitCode> {
     let result = tui::run(Arc::clone(&engine), options).await;
-    eprintln!("stopping the engine: finishing the pages in flight…");
+    if attached {
+        eprintln!("detached; the instances running the customers go on");
+    } else {
+        eprintln!("stopping the engine: finishing the pages in flight…");
+    }
     engine.shutdown().await;
     result.context("the terminal failed")?;
     Ok(ExitCode::SUCCESS)

@@ -120,7 +120,7 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         let mut options = super::console::options(&args.console, &config, sim.base_url().to_owned())?;
         options.greeting = Some(greeting);
-        super::console::hosted(engine, options).await?
+        super::console::hosted(engine, options, false).await?
     };
     sim.shutdown();
     hubspot.shutdown();

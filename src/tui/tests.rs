@@ -615,3 +615,63 @@ fn ctrl_c_quits_ctrl_z_says_why_and_costly_actions_ask_or_refuse() {
     assert_eq!(update(&mut app, ctrl('c')), [Effect::Quit]);
     assert!(app.quit);
 }
+
+#[test]
+fn help_scrolls_to_its_end_at_80x24() {
+    let mut app = app();
+    press(&mut app, '?');
+    let top = render(&app, 80, 24, ThemeKind::Dark);
+    assert!(top.contains("j/k scroll") && !top.contains("q  quit"), "{top}");
+    update(&mut app, key(KeyCode::End));
+    press(&mut app, 'G');
+    let end = render(&app, 80, 24, ThemeKind::Dark);
+    assert!(end.contains("· end") && end.contains("quit"), "quit is reachable:\n{end}");
+    insta::assert_snapshot!("help_80x24_end", end);
+    press(&mut app, 'x');
+    assert!(matches!(app.mode, Mode::Normal), "any other key closes the help");
+}
+
+#[test]
+fn the_log_scrolls_searches_keeps_time_order_and_esc_clears_a_committed_filter() {
+    let mut app = app();
+    for i in 0..40 {
+        let mut event = EngineEvent::new(Some("alpine-club"), EventLevel::Info, format!("poll {i} done"));
+        event.at = now() + Duration::seconds(i);
+        update(&mut app, Msg::Event(event));
+    }
+    // A late arrival stamped earlier lands in its place, not at the end.
+    let mut early = EngineEvent::new(None, EventLevel::Warn, "lease renewed late");
+    early.at = now() + Duration::seconds(5);
+    update(&mut app, Msg::Event(early));
+    let times: Vec<_> = app.log.iter().map(|e| e.at).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "log in time order");
+
+    update(&mut app, key(KeyCode::Tab));
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Log);
+    press(&mut app, 'k');
+    press(&mut app, 'k');
+    assert_eq!(app.log_scroll, 2);
+    let screen = render(&app, 160, 48, ThemeKind::Dark);
+    assert!(screen.contains("2 newer below (G follows)") && !screen.contains("poll 39 done"), "{screen}");
+    // New events do not move a scrolled-back pane.
+    update(&mut app, Msg::Event(EngineEvent::new(Some("alpine-club"), EventLevel::Info, "poll 40 done")));
+    assert_eq!(app.log_scroll, 3);
+    press(&mut app, 'G');
+    assert_eq!(app.log_scroll, 0);
+    press(&mut app, '/');
+    type_text(&mut app, "LEASE");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.visible_log().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["lease renewed late"]);
+    assert!(render(&app, 160, 48, ThemeKind::Dark).contains("search \"LEASE\""));
+    update(&mut app, key(KeyCode::Esc));
+    assert!(app.log_search.is_empty() && app.focus == Pane::Customers);
+
+    // A committed customer filter: Esc clears it.
+    press(&mut app, '/');
+    type_text(&mut app, "alp");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.order.len(), 1);
+    update(&mut app, key(KeyCode::Esc));
+    assert!(app.filter.is_empty() && app.order.len() == 4);
+}

@@ -157,8 +157,11 @@ pub struct OnboardForm {
 pub enum Mode {
     #[default]
     Normal,
-    Help,
+    /// The key list, scrolled this many lines down.
+    Help(u16),
     Filter(Input),
+    /// Searching the log pane (Enter keeps the search, Esc clears it).
+    LogSearch(Input),
     Command(Input),
     Confirm {
         customer: String,
@@ -203,6 +206,10 @@ pub struct App {
     pub log: VecDeque<EngineEvent>,
     /// Show only the selected customer's events.
     pub log_selected_only: bool,
+    /// Events scrolled back from the newest (0: the pane follows the tail).
+    pub log_scroll: usize,
+    /// Only events containing this (case-insensitive) are shown.
+    pub log_search: String,
     pub dlq: Vec<DlqItem>,
     pub dlq_of: Option<String>,
     pub dlq_selected: usize,
@@ -261,10 +268,14 @@ impl App {
         self.order.iter().filter_map(|&i| self.snapshot.customers.get(i))
     }
 
-    /// Log events as the pane shows them, newest last.
+    /// Log events as the pane shows them (the selected customer's only,
+    /// if asked; those matching the search), newest last.
     pub fn visible_log(&self) -> impl Iterator<Item = &EngineEvent> {
         let only = if self.log_selected_only { self.current_name() } else { None };
-        self.log.iter().filter(move |e| only.as_ref().is_none_or(|name| e.customer.as_ref() == Some(name)))
+        self.log
+            .iter()
+            .filter(move |e| only.as_ref().is_none_or(|name| e.customer.as_ref() == Some(name)))
+            .filter(|e| self.matches_search(e))
     }
 
     /// The DLQ entries of the selected customer (when loaded).
@@ -329,10 +340,25 @@ impl App {
         self.status_at = self.now;
     }
 
+    /// Adds an event in time order (the console's own outcomes and the
+    /// engine's events arrive by different roads); a scrolled-back log pane
+    /// stays where it is.
     pub(super) fn push_log(&mut self, event: EngineEvent) {
-        self.log.push_back(event);
+        let at = self.log.iter().rposition(|e| e.at <= event.at).map_or(0, |i| i + 1);
+        if self.log_scroll > 0 && self.matches_search(&event) {
+            self.log_scroll += 1;
+        }
+        self.log.insert(at, event);
         while self.log.len() > LOG_CAPACITY {
             self.log.pop_front();
+        }
+    }
+
+    fn matches_search(&self, event: &EngineEvent) -> bool {
+        self.log_search.is_empty() || {
+            let needle = self.log_search.to_lowercase();
+            event.message.to_lowercase().contains(&needle)
+                || event.customer.as_ref().is_some_and(|c| c.to_lowercase().contains(&needle))
         }
     }
 

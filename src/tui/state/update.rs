@@ -104,10 +104,22 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     }
     match std::mem::take(&mut app.mode) {
         Mode::Normal => normal_key(app, key),
-        Mode::Help => {
-            // Any key closes the help.
+        Mode::Help(offset) => {
+            // j/k, arrows and PgUp/PgDn scroll; any other key closes it.
+            let by: i32 = match app.keys.action(key) {
+                Some(Action::Down) => 1,
+                Some(Action::Up) => -1,
+                Some(Action::PageDown) => 10,
+                Some(Action::PageUp) => -10,
+                Some(Action::Bottom) => 1000,
+                Some(Action::Top) => -1000,
+                _ => return Vec::new(),
+            };
+            let next = (i32::from(offset) + by).clamp(0, i32::from(u16::MAX));
+            app.mode = Mode::Help(u16::try_from(next).unwrap_or(0));
             Vec::new()
         }
+        Mode::LogSearch(input) => log_search_key(app, input, key),
         Mode::Payload(i) => {
             if !matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
                 app.mode = Mode::Payload(i);
@@ -141,7 +153,11 @@ fn act(app: &mut App, action: Action) -> Vec<Effect> {
             vec![Effect::Quit]
         }
         Action::Help => {
-            app.mode = Mode::Help;
+            app.mode = Mode::Help(0);
+            Vec::new()
+        }
+        Action::Filter if app.focus == Pane::Log => {
+            app.mode = Mode::LogSearch(Input::default());
             Vec::new()
         }
         Action::Filter => {
@@ -168,6 +184,15 @@ fn act(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Back => {
+            // Esc first leaves a pane, then clears a committed filter.
+            if app.focus == Pane::Customers && !app.filter.is_empty() {
+                app.filter.clear();
+                app.reorder();
+                app.say(EventLevel::Info, "filter cleared");
+            } else if app.focus == Pane::Log && !app.log_search.is_empty() {
+                app.log_search.clear();
+                app.log_scroll = 0;
+            }
             app.focus = Pane::Customers;
             Vec::new()
         }
@@ -295,7 +320,29 @@ fn move_selection(app: &mut App, by: i64) -> Vec<Effect> {
     };
     match app.focus {
         Pane::Dlq => app.dlq_selected = step(app.dlq_selected, app.dlq_entries().len()),
-        Pane::Customers | Pane::Log => app.selected = step(app.selected, app.order.len()),
+        Pane::Customers => app.selected = step(app.selected, app.order.len()),
+        // Up is back in time; G (down all the way) follows the tail again.
+        Pane::Log => {
+            let len = app.visible_log().count();
+            let back = i64::try_from(app.log_scroll).unwrap_or(0).saturating_sub(by);
+            app.log_scroll =
+                usize::try_from(back.clamp(0, i64::try_from(len.saturating_sub(1)).unwrap_or(0)))
+                    .unwrap_or(0);
+        }
     }
+    Vec::new()
+}
+
+/// Typing a log search: shown as typed, kept on Enter, cleared on Esc.
+fn log_search_key(app: &mut App, input: Input, key: KeyEvent) -> Vec<Effect> {
+    match super::prompts::prompt(input, key) {
+        super::prompts::Prompt::Submit(text) => app.log_search = text,
+        super::prompts::Prompt::Cancel => app.log_search.clear(),
+        super::prompts::Prompt::Editing(input) => {
+            app.log_search = input.value().to_owned();
+            app.mode = Mode::LogSearch(input);
+        }
+    }
+    app.log_scroll = 0;
     Vec::new()
 }

@@ -17,6 +17,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Mode::Filter(input) => {
             Line::from(vec![Span::styled("/", theme.key()), Span::raw(input.value().to_owned())])
         }
+        Mode::LogSearch(input) => Line::from(vec![
+            Span::styled("search the log: ", theme.key()),
+            Span::raw(input.value().to_owned()),
+        ]),
         Mode::Command(input) => {
             Line::from(vec![Span::styled(":", theme.key()), Span::raw(input.value().to_owned())])
         }

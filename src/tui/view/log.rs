@@ -13,17 +13,25 @@ use crate::tui::state::{App, Health, Pane};
 use crate::tui::theme::Theme;
 
 pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
-    let title = if app.log_selected_only {
+    let mut title = if app.log_selected_only {
         format!("Log · {}", app.current_name().unwrap_or_default())
     } else {
         "Log · all customers".to_owned()
     };
+    if !app.log_search.is_empty() {
+        title.push_str(&format!(" · search \"{}\"", app.log_search));
+    }
+    if app.log_scroll > 0 {
+        title.push_str(&format!(" · {} newer below (G follows)", app.log_scroll));
+    }
     let outer = block(&title, app.focus == Pane::Log, theme);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let events: Vec<_> = app.visible_log().collect();
-    let start = events.len().saturating_sub(usize::from(inner.height));
-    let lines: Vec<Line> = events[start..].iter().map(|e| event_line(e, theme)).collect();
+    // Scrolled back: the newest `log_scroll` events are below the pane.
+    let end = events.len().saturating_sub(app.log_scroll);
+    let start = end.saturating_sub(usize::from(inner.height));
+    let lines: Vec<Line> = events[start..end].iter().map(|e| event_line(e, theme)).collect();
     // Long messages wrap; the newest stay in view at the bottom.
     let width = usize::from(inner.width).max(1);
     let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();

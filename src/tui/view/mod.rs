@@ -77,12 +77,12 @@ fn too_small(frame: &mut Frame, area: Rect) {
 /// The pop-up the mode opens, drawn over everything else.
 fn draw_popup(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     match &app.mode {
-        Mode::Help => help::render(frame, area, app, theme),
+        Mode::Help(offset) => help::render(frame, area, app, *offset, theme),
         Mode::Confirm { customer, what, typed } => prompt::confirm(frame, area, customer, what, typed, theme),
         Mode::Token { customer, input } => prompt::token(frame, area, customer, input, theme),
         Mode::DiscardNote { id, input } => prompt::discard_note(frame, area, *id, input, theme),
         Mode::Payload(i) => payload::render(frame, area, app, *i, theme),
         Mode::Onboard(form) => prompt::onboard(frame, area, form, theme),
-        Mode::Normal | Mode::Filter(_) | Mode::Command(_) => {}
+        Mode::Normal | Mode::Filter(_) | Mode::Command(_) | Mode::LogSearch(_) => {}
     }
 }
