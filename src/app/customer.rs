@@ -62,7 +62,9 @@ async fn offboard(name: &str, purge: bool, yes: bool, config: &Config) -> anyhow
         .map(|(table, n)| format!("{table} {n}"))
         .collect();
     if !yes {
-        let retention = humantime::format_duration(config.sync.offboard_retention);
+        let retention = crate::domain::span_words(
+            i64::try_from(config.sync.offboard_retention.as_secs()).unwrap_or(i64::MAX),
+        );
         println!("Offboarding {name} would:");
         println!("  - stop its work and delete its VOMO token at once;");
         if purge {

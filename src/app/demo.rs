@@ -103,8 +103,11 @@ pub async fn run(args: &DemoArgs, config: &Config) -> anyhow::Result<ExitCode> {
     write_private(&spare_token, &sim.token(SPARE).unwrap_or_default())?;
 
     let engine = Arc::new(Engine::start(store, engine_config).await?);
+    // A read-only console has no n: it is told how to onboard instead.
+    let onboard =
+        if args.console.readonly { "Onboard (outside this read-only console)" } else { "Press n to onboard" };
     let greeting = format!(
-        "demo: VOMO simulated at {}; state in {}. Press n to onboard {SPARE} (token in {}, destination jsonl:{}).",
+        "demo: VOMO simulated at {}; state in {}. {onboard} {SPARE} (token in {}, destination jsonl:{}).",
         sim.base_url(),
         dir.display(),
         spare_token.display(),

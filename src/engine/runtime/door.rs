@@ -162,7 +162,9 @@ async fn onboard(shared: &Arc<Shared>, request: &OnboardRequest, actor: &str) ->
 /// own systems is theirs and is not touched.
 async fn offboard(shared: &Shared, name: &str, purge: bool, actor: &str, command: &Command) -> CommandReply {
     let customer = customer_named(&shared.store, name).await?;
-    let retention = humantime::format_duration(shared.config.offboard_retention);
+    let retention = crate::domain::span_words(
+        i64::try_from(shared.config.offboard_retention.as_secs()).unwrap_or(i64::MAX),
+    );
     if customer.status != CustomerStatus::Offboarded {
         let entry = audit_entry(command, actor, Ok(&format!("token deleted; state kept for {retention}")));
         shared.store.offboard_customer(&customer, &entry).await?;

@@ -24,6 +24,20 @@ const WIDTHS: [Constraint; 7] = [
     Constraint::Length(5),
 ];
 
+/// The fixed columns' widths plus the six spaces between the seven columns.
+const FIXED_WIDTH: usize = 14 + 6 + 9 + 9 + 9 + 5 + 6;
+
+/// `text` in `width` columns, its end replaced by `…` when it is longer.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let focused = app.focus == Pane::Customers;
     let title = format!("Customers {}/{}", app.order.len(), app.snapshot.customers.len());
@@ -31,6 +45,8 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let visible = usize::from(inner.height.saturating_sub(1)).max(1);
+    // The name column takes what the fixed columns leave (and the spacing).
+    let name_width = usize::from(inner.width).saturating_sub(FIXED_WIDTH).max(10);
     let offset = visible_offset(app.offset.get(), app.selected, visible, app.order.len());
     app.offset.set(offset);
     let rows: Vec<Row> = app
@@ -42,12 +58,16 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .filter_map(|(pos, &i)| Some((pos, app.snapshot.customers.get(i)?, app.verdict(i)?)))
         .map(|(pos, c, verdict)| {
             let style = if pos == app.selected { theme.selected() } else { Style::new() };
-            customer_row(c, verdict, theme).style(style)
+            customer_row(c, verdict, name_width, theme).style(style)
         })
         .collect();
     if rows.is_empty() {
         let hint = if app.snapshot.customers.is_empty() {
-            "No customers yet. Press n to onboard one."
+            if app.readonly {
+                "No customers yet (read-only console: onboard with `vomo-sync customer add`)."
+            } else {
+                "No customers yet. Press n to onboard one."
+            }
         } else {
             "No customer matches the filter (/ to change it)."
         };
@@ -59,7 +79,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Table::new(rows, WIDTHS).header(header).column_spacing(1), inner);
 }
 
-fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, theme: Theme) -> Row<'static> {
+fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, name_width: usize, theme: Theme) -> Row<'static> {
     let h = health(verdict);
     let (token, token_h) = token_health(c);
     let state = verdict.state.as_str().to_owned();
@@ -77,8 +97,8 @@ fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, theme: Theme) -> Row<'s
         theme.dim()
     };
     Row::new(vec![
-        Cell::from(Span::styled(c.name.clone(), theme.health(h))),
-        Cell::from(Span::styled(state, theme.health(h))),
+        Cell::from(Span::styled(fit(&c.name, name_width), theme.health(h))),
+        Cell::from(Span::styled(fit(&state, 14), theme.health(h))),
         Cell::from(verdict.freshness_short()),
         Cell::from(format!("{:.0}", c.throughput_per_min)),
         Cell::from(budget),

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Paragraph, Sparkline, Wrap};
+use ratatui::widgets::{LineGauge, Paragraph, Sparkline, Wrap};
 
 use super::common::{ago, block};
 use super::{dlq, runs};
@@ -162,7 +162,7 @@ fn destination_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> 
 }
 
 /// How much of the configured request budget is in effect, and what it used.
-fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> Gauge<'static> {
+fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> LineGauge<'static> {
     let ratio = if c.budget.configured > 0.0 {
         (c.budget.effective / c.budget.configured).clamp(0.0, 1.0)
     } else {
@@ -180,5 +180,6 @@ fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> Gauge<'static> {
     } else {
         format!("budget unlimited · {} requests · {} × 429", c.budget.requests, c.budget.rate_limited)
     };
-    Gauge::default().ratio(ratio).label(label).gauge_style(theme.gauge())
+    // The caption beside a line, not printed over a bar.
+    LineGauge::default().ratio(ratio).label(label).filled_style(theme.gauge())
 }

@@ -31,7 +31,9 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, c: &CustomerSnaps
     frame.render_widget(outer, area);
     let entries = app.dlq_entries();
     if entries.is_empty() {
-        frame.render_widget(Paragraph::new(Span::styled("empty", theme.dim())), inner);
+        // The counts come with the snapshot, the entries a moment later.
+        let text = if c.dlq.pending > 0 { "loading the entries…" } else { "empty" };
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), inner);
         return;
     }
     let visible = usize::from(inner.height).max(1);

@@ -21,8 +21,14 @@ fn payload_lines(entry: &DlqItem, area: Rect, theme: Theme) -> Vec<Line<'static>
     let payload = serde_json::to_string_pretty(&entry.payload).unwrap_or_default();
     let mut lines = vec![
         Line::from(format!(
-            "#{} user {} → {} ({}), {}, {} attempts",
-            entry.id, entry.vomo_user_id, entry.destination, entry.change, entry.class, entry.attempts
+            "#{} user {} → {} ({}), {}, {} attempt{}",
+            entry.id,
+            entry.vomo_user_id,
+            entry.destination,
+            entry.change,
+            entry.class,
+            entry.attempts,
+            if entry.attempts == 1 { "" } else { "s" }
         )),
         Line::from(Span::styled(entry.message.clone(), theme.health(Health::Bad))),
         Line::from(""),
