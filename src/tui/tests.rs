@@ -543,6 +543,8 @@ fn hard_cases_at_80x24() {
         app.selected = i;
         insta::assert_snapshot!(format!("hard_case_{name}_80x24"), render(&app, 80, 24, ThemeKind::Dark));
     }
+    // The smallest size the console draws at.
+    insta::assert_snapshot!("hard_cases_60x16", render(&app, 60, 16, ThemeKind::Dark));
 }
 
 #[test]
@@ -674,4 +676,26 @@ fn the_log_scrolls_searches_keeps_time_order_and_esc_clears_a_committed_filter()
     assert_eq!(app.order.len(), 1);
     update(&mut app, key(KeyCode::Esc));
     assert!(app.filter.is_empty() && app.order.len() == 4);
+}
+
+#[test]
+fn the_command_line_completes_with_tab_and_recalls_with_up() {
+    let mut app = app();
+    press(&mut app, ':');
+    type_text(&mut app, "rec");
+    update(&mut app, key(KeyCode::Tab));
+    type_text(&mut app, "alp");
+    update(&mut app, key(KeyCode::Tab));
+    let Mode::Command(input) = &app.mode else { panic!("{:?}", app.mode) };
+    assert_eq!(input.value(), "reconcile alpine-club ");
+    let effects = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(effects, [Effect::Engine(Command::Reconcile { customer: "alpine-club".into() })]);
+    // Two verbs share "re": both are listed, the line keeps the prefix.
+    press(&mut app, ':');
+    type_text(&mut app, "re");
+    update(&mut app, key(KeyCode::Tab));
+    assert!(app.shown_status().is_some_and(|(_, s)| s.contains("reconcile") && s.contains("resume")));
+    update(&mut app, key(KeyCode::Up));
+    let Mode::Command(input) = &app.mode else { panic!("{:?}", app.mode) };
+    assert_eq!(input.value(), "reconcile alpine-club ", "Up recalls the last line");
 }

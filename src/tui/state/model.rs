@@ -210,6 +210,10 @@ pub struct App {
     pub log_scroll: usize,
     /// Only events containing this (case-insensitive) are shown.
     pub log_search: String,
+    /// Command lines entered this session, oldest first, and where Up/Down
+    /// stands in them.
+    pub command_history: Vec<String>,
+    pub history_at: Option<usize>,
     pub dlq: Vec<DlqItem>,
     pub dlq_of: Option<String>,
     pub dlq_selected: usize,

@@ -11,7 +11,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use super::common::{block, visible_offset};
 use crate::engine::CustomerSnapshot;
 use crate::engine::verdict::Verdict;
-use crate::tui::state::{App, Health, Pane, health, token_health};
+use crate::tui::state::{App, Health, Pane, SortKey, health, token_health};
 use crate::tui::theme::Theme;
 
 const WIDTHS: [Constraint; 7] = [
@@ -74,8 +74,16 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         frame.render_widget(Paragraph::new(hint).style(theme.dim()), inner);
         return;
     }
-    let header =
-        Row::new(["Customer", "State", "Lag", "Users/min", "Budget", "Token", "DLQ"]).style(theme.header());
+    // The sorted column carries the direction (health, then lag, for Lag).
+    let mut titles = ["Customer", "State", "Lag", "Users/min", "Budget", "Token", "DLQ"].map(str::to_owned);
+    let (column, arrow) = match app.sort {
+        SortKey::Lag => (2, "▼"),
+        SortKey::Name => (0, "▲"),
+        SortKey::Dlq => (6, "▼"),
+        SortKey::Throughput => (3, "▼"),
+    };
+    titles[column].push_str(arrow);
+    let header = Row::new(titles).style(theme.header());
     frame.render_widget(Table::new(rows, WIDTHS).header(header).column_spacing(1), inner);
 }
 

@@ -36,13 +36,18 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     // The facts wrap, never cut: a short pane gives the rest up first.
     let info_text = info_lines(c, verdict, app, theme);
     let info_rows = if roomy { wrapped_rows(&info_text, inner.width).max(3) } else { 3 };
+    // The facts come first: a pane too short for them and the DLQ box
+    // drops the box (its count is in the customers table).
+    let dlq_height = u16::try_from(dlq_rows).unwrap_or(6) + 2;
+    let dlq_height = if inner.height >= info_rows + 1 + dlq_height { dlq_height } else { 0 };
     let mut rows = vec![
         Constraint::Length(info_rows),
         Constraint::Length(if roomy { 2 } else { 0 }),
         // A very short pane gives the budget gauge up before the facts.
         Constraint::Length(u16::from(inner.height >= 8)),
-        Constraint::Min(1),
-        Constraint::Length(u16::try_from(dlq_rows).unwrap_or(6) + 2),
+        // Runs take what is left, after the facts.
+        Constraint::Min(0),
+        Constraint::Length(dlq_height),
     ];
     if dest_rows > 0 {
         rows.insert(3, Constraint::Length(dest_rows));
