@@ -253,6 +253,9 @@ fn freshness_of(c: &CustomerSnapshot, state: State, now: DateTime<Utc>) -> Fresh
     let synced = u64::try_from(c.users_synced).unwrap_or(0);
     let running =
         c.current.as_ref().filter(|r| r.kind == RunKind::Backfill && state != State::NoLiveInstance);
+    // The mapping count is refreshed less often than a running walk's own
+    // count: what is done is the larger of the two.
+    let synced = running.map_or(synced, |run| synced.max(run.users));
     let (left, stopped) = match running {
         Some(run) if run.total > 0 => (Some(run.total.saturating_sub(run.users)), None),
         Some(_) => (None, None),
@@ -375,7 +378,10 @@ fn dlq_attention(
     found: &mut Vec<Attention>,
 ) {
     if c.dlq.permanent > 0 {
-        let text = format!("{} DLQ entries wait for an operator (retry with t or discard)", c.dlq.permanent);
+        let text = match c.dlq.permanent {
+            1 => "1 DLQ entry waits for an operator (retry with t or discard)".to_owned(),
+            n => format!("{n} DLQ entries wait for an operator (retry with t or discard)"),
+        };
         note(found, Reason::DlqPermanent, Level::Bad, text);
     }
     if c.dlq.oldest.is_some_and(|oldest| (now - oldest).num_seconds() > thresholds.dlq_older_than_secs) {
@@ -388,12 +394,11 @@ fn dlq_attention(
     }
     let retrying = c.dlq.pending - c.dlq.permanent;
     if retrying > 0 {
-        note(
-            found,
-            Reason::DlqRetrying,
-            Level::Warn,
-            format!("{retrying} DLQ entries are retried automatically"),
-        );
+        let text = match retrying {
+            1 => "1 DLQ entry is retried automatically".to_owned(),
+            n => format!("{n} DLQ entries are retried automatically"),
+        };
+        note(found, Reason::DlqRetrying, Level::Warn, text);
     }
 }
 
