@@ -189,6 +189,18 @@ async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     .unwrap();
     assert_eq!(tokens, 0, "the token is deleted at once");
 
+    // The demo revokes city-marathon's token after 25 s: the console says
+    // so and what to do, and never shows a lag in days (it once counted
+    // one from the epoch).
+    select(&tmux, "city");
+    let revoked = tmux.wait_for("VOMO rejected the token");
+    assert!(revoked.contains("token rejected ·"), "{revoked}");
+    let in_days = revoked.split("lag ").skip(1).any(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        !digits.is_empty() && rest[digits.len()..].starts_with('d')
+    });
+    assert!(!in_days, "a lag in days:\n{revoked}");
+
     // At 80×24 the footer still shows how to get help and how to quit.
     tmux.run(&["resize-window", "-t", "t", "-x", "80", "-y", "24"]);
     tmux.keys(&["Escape"]);

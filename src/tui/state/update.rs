@@ -143,6 +143,16 @@ fn normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     }
     let before = app.current_name();
     let effects = act(app, action);
+    // Said at once, not after the queue gives up: nobody may carry it out.
+    let orphaned = app.current_verdict().filter(|v| v.state == crate::engine::verdict::State::NoLiveInstance);
+    if let (Some(verdict), true) = (orphaned, effects.iter().any(|e| matches!(e, Effect::Engine(_)))) {
+        let text = format!(
+            "{}: {}; the command waits up to 30 s for an instance to take it",
+            before.clone().unwrap_or_default(),
+            verdict.state_text()
+        );
+        app.say(EventLevel::Warn, text);
+    }
     if effects.is_empty() { selection_effects(app, before) } else { effects }
 }
 
