@@ -14,18 +14,30 @@ use crate::engine::verdict::Verdict;
 use crate::tui::state::{App, Health, Pane, SortKey, health, token_health};
 use crate::tui::theme::Theme;
 
-const WIDTHS: [Constraint; 7] = [
-    Constraint::Min(10),
-    Constraint::Length(14),
-    Constraint::Length(6),
-    Constraint::Length(9),
-    Constraint::Length(9),
-    Constraint::Length(9),
-    Constraint::Length(5),
-];
+/// The columns after the name, with their widths: State, Lag, Users/min,
+/// Budget, Token, DLQ.
+const FIXED: [u16; 6] = [14, 6, 9, 9, 9, 5];
+/// Which of them a narrow pane gives up first (Users/min, Budget, Token)
+/// before the name would get fewer than [`NAME_MIN`] columns.
+const DROP_ORDER: [usize; 3] = [3, 4, 5];
+const NAME_MIN: usize = 16;
 
-/// The fixed columns' widths plus the six spaces between the seven columns.
-const FIXED_WIDTH: usize = 14 + 6 + 9 + 9 + 9 + 5 + 6;
+/// The columns shown (0 is the name) and the name's width.
+fn columns(width: u16) -> (Vec<usize>, usize) {
+    let mut kept: Vec<usize> = (0..=FIXED.len()).collect();
+    let name_width = |kept: &[usize]| {
+        let fixed: usize = kept.iter().skip(1).map(|&c| usize::from(FIXED[c - 1]) + 1).sum();
+        usize::from(width).saturating_sub(fixed)
+    };
+    for drop in DROP_ORDER {
+        if name_width(&kept) >= NAME_MIN {
+            break;
+        }
+        kept.retain(|&c| c != drop);
+    }
+    let name = name_width(&kept).max(10);
+    (kept, name)
+}
 
 /// `text` in `width` columns, its end replaced by `…` when it is longer.
 fn fit(text: &str, width: usize) -> String {
@@ -45,8 +57,9 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let visible = usize::from(inner.height.saturating_sub(1)).max(1);
-    // The name column takes what the fixed columns leave (and the spacing).
-    let name_width = usize::from(inner.width).saturating_sub(FIXED_WIDTH).max(10);
+    // The name column takes what the fixed columns leave (and the spacing);
+    // a narrow pane drops the least needed columns first.
+    let (kept, name_width) = columns(inner.width);
     let offset = visible_offset(app.offset.get(), app.selected, visible, app.order.len());
     app.offset.set(offset);
     let rows: Vec<Row> = app
@@ -58,7 +71,8 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .filter_map(|(pos, &i)| Some((pos, app.snapshot.customers.get(i)?, app.verdict(i)?)))
         .map(|(pos, c, verdict)| {
             let style = if pos == app.selected { theme.selected() } else { Style::new() };
-            customer_row(c, verdict, name_width, theme).style(style)
+            let cells = customer_cells(c, verdict, name_width, theme);
+            Row::new(kept.iter().map(|&i| cells[i].clone()).collect::<Vec<_>>()).style(style)
         })
         .collect();
     if rows.is_empty() {
@@ -83,11 +97,20 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         SortKey::Throughput => (3, "▼"),
     };
     titles[column].push_str(arrow);
-    let header = Row::new(titles).style(theme.header());
-    frame.render_widget(Table::new(rows, WIDTHS).header(header).column_spacing(1), inner);
+    let header = Row::new(kept.iter().map(|&i| titles[i].clone()).collect::<Vec<_>>()).style(theme.header());
+    let widths: Vec<Constraint> = kept
+        .iter()
+        .map(|&i| if i == 0 { Constraint::Min(10) } else { Constraint::Length(FIXED[i - 1]) })
+        .collect();
+    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
 }
 
-fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, name_width: usize, theme: Theme) -> Row<'static> {
+fn customer_cells(
+    c: &CustomerSnapshot,
+    verdict: &Verdict,
+    name_width: usize,
+    theme: Theme,
+) -> [Cell<'static>; 7] {
     let h = health(verdict);
     let (token, token_h) = token_health(c);
     let state = verdict.state.as_str().to_owned();
@@ -104,7 +127,7 @@ fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, name_width: usize, them
     } else {
         theme.dim()
     };
-    Row::new(vec![
+    [
         Cell::from(Span::styled(fit(&c.name, name_width), theme.health(h))),
         Cell::from(Span::styled(fit(&state, 14), theme.health(h))),
         Cell::from(verdict.freshness_short()),
@@ -112,5 +135,5 @@ fn customer_row(c: &CustomerSnapshot, verdict: &Verdict, name_width: usize, them
         Cell::from(budget),
         Cell::from(Span::styled(token, theme.health(token_h))),
         Cell::from(Span::styled(dlq, dlq_style)),
-    ])
+    ]
 }

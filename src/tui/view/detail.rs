@@ -91,7 +91,11 @@ fn info_lines(c: &CustomerSnapshot, verdict: &Verdict, app: &App, theme: Theme) 
     let runner = match (&c.owner, c.owned_here) {
         (_, true) => " · running here".to_owned(),
         (Some(owner), false) if *owner == app.snapshot.owner => " · held here, not running".to_owned(),
-        (Some(owner), false) => format!(" · run by {owner}"),
+        // Its figures are as old as its last heartbeat.
+        (Some(owner), false) => match c.owner_seen_at {
+            Some(at) => format!(" · run by {owner} · figures {} old", ago(now, at)),
+            None => format!(" · run by {owner}"),
+        },
         (None, false) => " · not running".to_owned(),
     };
     // The worst matter, whole (it wraps): what happened and what to do.
