@@ -56,19 +56,24 @@ impl Fleet {
             .filter(|(_, owner)| !provably_dead(owner))
             .collect();
         let mut figures = HashMap::new();
+        let mut heartbeats: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut live_workers = 0;
         for row in store.instances_since(alive_since(now, heartbeat_every)).await? {
             if row.role != Role::Worker.as_str() {
                 continue;
             }
             live_workers += 1;
-            for (customer, _) in holders.iter().filter(|(_, owner)| **owner == row.owner) {
-                let seen = last_seen.entry(*customer).or_insert(row.heartbeat_at);
-                *seen = (*seen).max(row.heartbeat_at);
-            }
+            heartbeats.insert(row.owner.clone(), row.heartbeat_at);
             // A row this version cannot read shows no figures, nothing worse.
             let parsed: Figures = serde_json::from_str(&row.figures).unwrap_or_default();
             figures.insert(row.owner, parsed.customers);
+        }
+        // A holder's heartbeat row may be newer than its last lease renewal.
+        for (customer, owner) in &holders {
+            if let Some(beat) = heartbeats.get(owner) {
+                let seen = last_seen.entry(*customer).or_insert(*beat);
+                *seen = (*seen).max(*beat);
+            }
         }
         Ok(Self { holders, figures, live_workers, last_seen })
     }

@@ -43,12 +43,19 @@ pub(super) fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<
     const WIDTH: u16 = 76;
     // Rows after wrapping, so nothing falls off the bottom.
     let inner = usize::from(WIDTH.min(area.width.saturating_sub(2)).saturating_sub(2)).max(1);
-    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let rows = wrapped_rows(&lines, inner);
     let height = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
     let rect = centered(area, WIDTH, height);
     frame.render_widget(Clear, rect);
     let widget = Paragraph::new(lines).block(block(title, true, theme)).wrap(Wrap { trim: false });
     frame.render_widget(widget, rect);
+}
+
+/// Rows `lines` take when each is wrapped at `width` characters, counted
+/// by characters (word wrapping can need a row more for a long line).
+pub(super) fn wrapped_rows(lines: &[Line<'_>], width: usize) -> usize {
+    let width = width.max(1);
+    lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum()
 }
 
 pub(super) fn masked(len: usize) -> String {

@@ -9,7 +9,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{LineGauge, Paragraph, Sparkline, Wrap};
 
-use super::common::{ago, block};
+use super::common::{self, ago, block};
 use super::{dlq, runs};
 use crate::domain::duration_text;
 use crate::engine::CustomerSnapshot;
@@ -31,11 +31,11 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     // Destinations worth a word take the rows their wrapped text needs, in
     // a roomy pane only: a short one keeps its facts and runs.
     let destinations = if roomy { destination_lines(c, app.now, theme) } else { Vec::new() };
-    let dest_rows = wrapped_rows(&destinations, inner.width);
+    let dest_rows = fact_rows(&destinations, inner.width);
     let Some(verdict) = app.current_verdict() else { return };
     // The facts wrap, never cut: a short pane gives the rest up first.
     let info_text = info_lines(c, verdict, app, theme);
-    let info_rows = if roomy { wrapped_rows(&info_text, inner.width).max(3) } else { 3 };
+    let info_rows = if roomy { fact_rows(&info_text, inner.width).max(3) } else { 3 };
     // The facts come first: a pane too short for them and the DLQ box
     // drops the box (its count is in the customers table).
     let dlq_height = u16::try_from(dlq_rows).unwrap_or(6) + 2;
@@ -125,13 +125,12 @@ fn sparklines(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Theme
     }
 }
 
-/// Rows `lines` take wrapped at `width` (a word never splits a row less
-/// than this count assumes, so it is an upper bound up to one row a line).
-fn wrapped_rows(lines: &[Line<'_>], width: u16) -> u16 {
-    let width = usize::from(width.max(1));
-    let rows: usize =
-        lines.iter().map(|l| l.width().div_ceil(width).max(1) + usize::from(l.width() > width)).sum();
-    u16::try_from(rows).unwrap_or(u16::MAX)
+/// Rows the facts take wrapped at `width`, never too few: a line that wraps
+/// gets a row of slack, since word wrapping can leave a row part empty.
+fn fact_rows(lines: &[Line<'_>], width: u16) -> u16 {
+    let width = usize::from(width);
+    let slack = lines.iter().filter(|l| l.width() > width).count();
+    u16::try_from(common::wrapped_rows(lines, width) + slack).unwrap_or(u16::MAX)
 }
 
 /// One line per destination worth a word: a halted one (why, what to do,

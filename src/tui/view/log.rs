@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::common::block;
+use super::common::{block, wrapped_rows};
 use crate::engine::{EngineEvent, EventLevel};
 use crate::tui::state::{App, Health, Pane};
 use crate::tui::theme::Theme;
@@ -34,7 +34,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let lines: Vec<Line> = events[start..end].iter().map(|e| event_line(e, theme)).collect();
     // Long messages wrap; the newest stay in view at the bottom.
     let width = usize::from(inner.width).max(1);
-    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let rows = wrapped_rows(&lines, width);
     let scroll = u16::try_from(rows.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll, 0)), inner);
 }
