@@ -1,6 +1,7 @@
 //! The console in a real terminal: tmux runs `vomo-sync demo`, `send-keys`
 //! drives onboarding, a backfill, a DLQ retry and an offboarding, and
-//! `capture-pane` plus the demo's state DB are checked after each step.
+//! `capture-pane` plus the demo's state DB are checked after each step, and
+//! the scrollback after quitting.
 //! A second test attaches a console (`console --attach`) to a state DB a
 //! separate `headless` process runs, and acts through the command queue.
 //! Without tmux the test says so and returns; with `VOMO_SYNC_REQUIRE_TMUX=1`
@@ -208,10 +209,29 @@ async fn the_demo_console_onboards_backfills_retries_and_offboards() {
     let footer = small.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
     assert!(footer.starts_with("? help  q quit"), "footer at 80×24: {footer:?}\n{small}");
 
+    quit_after_growing_the_pane(&tmux);
+}
+
+/// Grows the pane, quits with Ctrl-C, and checks the terminal is given back
+/// clean — scrollback included.
+fn quit_after_growing_the_pane(tmux: &Tmux) {
+    // The pane grows past its size at start (a bigger window) before the
+    // operator quits: tmux then shrinks the alternate screen back to that
+    // size on exit, pushing the lines above the cursor into the scrollback —
+    // the console blanks the screen first.
+    tmux.run(&["resize-window", "-t", "t", "-x", "200", "-y", "64"]);
+    std::thread::sleep(Duration::from_millis(800));
+
     // Ctrl-C quits like q: the engine stops cleanly and the terminal is given back.
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("EXITED 0");
     assert!(!screen.contains("Customers"), "the alternate screen is gone:\n{screen}");
+    let scrollback = tmux.run(&["capture-pane", "-p", "-S", "-", "-t", "t"]);
+    assert!(
+        !scrollback.contains("Customers")
+            && !scrollback.chars().any(|c| ('\u{2500}'..='\u{257f}').contains(&c)),
+        "quitting after a resize left the frame in the scrollback:\n{scrollback}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,8 @@
 //!
 //! Terminal hygiene: the terminal is restored on quit, on panic (ratatui's
 //! hook), and on SIGTERM, SIGHUP and SIGINT; a resize or Ctrl-L redraws
-//! everything; the mouse is never captured (copying text keeps working); the
+//! everything; quitting blanks the screen first so a multiplexer resized
+//! meanwhile leaves no frame in the scrollback; the mouse is never captured (copying text keeps working); the
 //! screen is redrawn only when something changed — an engine snapshot comes
 //! about once a second — so an idle console costs next to no CPU.
 
@@ -55,8 +56,22 @@ const DLQ_REFRESH: Duration = Duration::from_secs(2);
 pub async fn run(engine: Arc<EngineHandle>, options: ConsoleOptions) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &engine, options).await;
+    blank_before_leaving(&mut terminal);
     ratatui::restore();
     result
+}
+
+/// Blanks the alternate screen and parks the cursor top-left before leaving
+/// it. A multiplexer that was resized while the console ran (tmux 3.3 when
+/// the pane grew) shrinks the alternate screen back to its old size on exit
+/// and pushes the lines above the cursor into the scrollback: with the
+/// cursor at the top and the screen blank, nothing is pushed. Best effort —
+/// the terminal may already be gone. Written straight to the backend:
+/// `Terminal::clear` asks the terminal where its cursor is, and the answer
+/// would arrive after raw mode is off and land on the shell's prompt.
+fn blank_before_leaving(terminal: &mut ratatui::DefaultTerminal) {
+    use crossterm::{cursor::MoveTo, execute, terminal::Clear, terminal::ClearType};
+    let _ = execute!(terminal.backend_mut(), Clear(ClearType::All), MoveTo(0, 0));
 }
 
 async fn event_loop(
