@@ -166,6 +166,12 @@ struct CustomerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    customer: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestinationLabel {
     customer: String,
     destination: String,
@@ -310,6 +316,12 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
     let running = gauge_i(&mut registry, "owned_here", "1 when this process works on the customer");
     let requests = Family::<CustomerLabel, Counter>::default();
     registry.register("requests", "VOMO requests sent by this process", requests.clone());
+    let by_class = Family::<ClassLabel, Counter>::default();
+    registry.register(
+        "class_requests",
+        "VOMO requests sent by this process, by work class (writeback, poll, reconcile, backfill, tail)",
+        by_class.clone(),
+    );
     let limited = Family::<CustomerLabel, Counter>::default();
     registry.register("rate_limited", "429 answers from VOMO", limited.clone());
     let rate = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
@@ -330,6 +342,9 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
         token_ok.get_or_create(&label).set(i64::from(valid));
         running.get_or_create(&label).set(i64::from(c.owned_here));
         requests.get_or_create(&label).inc_by(c.budget.requests);
+        for (class, n) in c.budget.by_class.each() {
+            by_class.get_or_create(&ClassLabel { customer: c.name.clone(), class: class.as_str() }).inc_by(n);
+        }
         limited.get_or_create(&label).inc_by(c.budget.rate_limited);
         rate.get_or_create(&label).set(c.budget.effective);
     }

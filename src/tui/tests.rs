@@ -18,8 +18,8 @@ use super::view;
 use crate::domain::{CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState};
 use crate::engine::DlqItem;
 use crate::engine::{
-    BudgetView, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel, RunProgress,
-    RunView, TokenView,
+    BudgetView, ClassRequests, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel,
+    RunProgress, RunView, TokenView,
 };
 
 fn now() -> DateTime<Utc> {
@@ -38,7 +38,14 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         in_flight: None,
         users_synced: 1200,
         throughput_per_min: 340.0,
-        budget: BudgetView { configured: 3.0, effective: 3.0, requests: 812, rate_limited: 0, paused: false },
+        budget: BudgetView {
+            configured: 3.0,
+            effective: 3.0,
+            requests: 812,
+            by_class: ClassRequests { poll: 812, ..ClassRequests::default() },
+            rate_limited: 0,
+            paused: false,
+        },
         token: Some(TokenView {
             fingerprint: "…a1b2".to_owned(),
             state: TokenState::Valid,

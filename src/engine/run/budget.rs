@@ -1,7 +1,8 @@
 //! A customer's VOMO request budget: a GCRA limiter (`governor`) at the
 //! configured rate that adapts — a 429 pauses it for `Retry-After` and halves
 //! the rate, which then recovers additively — and hands permits out by
-//! priority (write-back > polling > reconciliation > backfill). Every VOMO
+//! priority (write-back > polling > reconciliation > backfill > live tail),
+//! counting what each class was granted. Every VOMO
 //! request of a customer goes through its budget, so the budget holds however
 //! many customers the process runs.
 
@@ -19,13 +20,32 @@ use super::lock::locked;
 /// Work classes, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
-    Backfill = 0,
-    Reconcile = 1,
-    Poll = 2,
-    Writeback = 3,
+    /// The live tail: only fresher data, never needed for correctness.
+    Tail = 0,
+    Backfill = 1,
+    Reconcile = 2,
+    Poll = 3,
+    Writeback = 4,
 }
 
-const PRIORITIES: usize = 4;
+const PRIORITIES: usize = 5;
+
+impl Priority {
+    /// Every class, lowest first (the index of each is its value).
+    pub const ALL: [Self; PRIORITIES] =
+        [Self::Tail, Self::Backfill, Self::Reconcile, Self::Poll, Self::Writeback];
+
+    /// The class's name in metrics and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tail => "tail",
+            Self::Backfill => "backfill",
+            Self::Reconcile => "reconcile",
+            Self::Poll => "poll",
+            Self::Writeback => "writeback",
+        }
+    }
+}
 /// The rate never drops below this share of the configured rate.
 const MIN_SHARE: f64 = 0.05;
 /// After a 429, every this long without another the rate grows by a tenth
@@ -50,6 +70,8 @@ pub struct BudgetFigures {
     /// Requests per second allowed now (lower after 429s).
     pub effective: f64,
     pub granted: u64,
+    /// `granted` by work class, indexed like [`Priority::ALL`].
+    pub granted_by_class: [u64; PRIORITIES],
     pub rate_limited: u64,
     pub paused: bool,
 }
@@ -60,6 +82,7 @@ pub struct Budget {
     state: Mutex<State>,
     waiting: [AtomicUsize; PRIORITIES],
     granted: AtomicU64,
+    granted_by_class: [AtomicU64; PRIORITIES],
     rate_limited: AtomicU64,
 }
 
@@ -102,6 +125,7 @@ impl Budget {
             }),
             waiting: Default::default(),
             granted: AtomicU64::new(0),
+            granted_by_class: Default::default(),
             rate_limited: AtomicU64::new(0),
         }
     }
@@ -142,6 +166,7 @@ impl Budget {
             }
         }
         self.granted.fetch_add(1, Ordering::Relaxed);
+        self.granted_by_class[priority as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// VOMO answered 429: pause for `retry_after` (1 s when absent) and halve
@@ -178,6 +203,7 @@ impl Budget {
             configured: self.configured,
             effective: state.effective,
             granted: self.granted.load(Ordering::Relaxed),
+            granted_by_class: std::array::from_fn(|i| self.granted_by_class[i].load(Ordering::Relaxed)),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             paused: state.paused_until.is_some_and(|until| until > Instant::now()),
         }
@@ -200,6 +226,7 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(480), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(800), "{elapsed:?}");
         assert_eq!(budget.figures().granted, 11);
+        assert_eq!(budget.figures().granted_by_class[Priority::Poll as usize], 11);
     }
 
     #[tokio::test]

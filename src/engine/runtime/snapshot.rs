@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window};
-use crate::engine::run::budget::{Budget, BudgetFigures};
+use crate::engine::run::budget::{Budget, BudgetFigures, Priority};
 use crate::engine::run::live::{FailureKind, Live, RunFailure};
 
 /// The engine as a whole.
@@ -125,16 +125,50 @@ pub struct BudgetView {
     pub configured: f64,
     pub effective: f64,
     pub requests: u64,
+    /// `requests` by work class.
+    #[serde(default)]
+    pub by_class: ClassRequests,
     pub rate_limited: u64,
     pub paused: bool,
 }
 
+/// Requests a customer's budget granted, by work class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassRequests {
+    pub writeback: u64,
+    pub poll: u64,
+    pub reconcile: u64,
+    pub backfill: u64,
+    pub tail: u64,
+}
+
+impl ClassRequests {
+    /// Each class with its count, highest priority first.
+    pub fn each(&self) -> [(Priority, u64); 5] {
+        [
+            (Priority::Writeback, self.writeback),
+            (Priority::Poll, self.poll),
+            (Priority::Reconcile, self.reconcile),
+            (Priority::Backfill, self.backfill),
+            (Priority::Tail, self.tail),
+        ]
+    }
+}
+
 impl From<BudgetFigures> for BudgetView {
     fn from(f: BudgetFigures) -> Self {
+        let class = |p: Priority| f.granted_by_class[p as usize];
         Self {
             configured: f.configured,
             effective: f.effective,
             requests: f.granted,
+            by_class: ClassRequests {
+                writeback: class(Priority::Writeback),
+                poll: class(Priority::Poll),
+                reconcile: class(Priority::Reconcile),
+                backfill: class(Priority::Backfill),
+                tail: class(Priority::Tail),
+            },
             rate_limited: f.rate_limited,
             paused: f.paused,
         }
