@@ -67,6 +67,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         requests_total: 100,
         destinations: Vec::new(),
         reconcile_every_secs: 86_400,
+        tail: None,
     }
 }
 

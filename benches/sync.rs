@@ -5,12 +5,14 @@
 //! - `edits`: a 10,000-user backfill (no limiter) while the simulator changes
 //!   a user of the walked window before 2 % and then 5 % of page reads —
 //!   the cost of verification, in requests per ⌈N/15⌉.
+//! - `small`: backfills of 100, 900, 1,500 and 10,000 users with no edits —
+//!   requests against ⌈N/15⌉.
 //! - `throughput`: limiter off, loopback, SQLite state, JSONL destination —
 //!   users per second.
 //! - `rss`: peak resident memory of `headless --once` backfilling 1,000,000
 //!   users from a simulator in another process.
 //!
-//! `cargo bench --bench sync -- budget|edits|throughput|rss` (all when none
+//! `cargo bench --bench sync -- budget|small|edits|throughput|rss` (all when none
 //! is named). `BENCH_USERS` changes the size of `throughput` and `rss`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on failure
 
@@ -89,6 +91,23 @@ async fn edits() {
             requests as f64 / ideal,
             counts.chunks,
             counts.failed_walks,
+            counts.probes_split
+        );
+    }
+}
+
+/// Backfills of small and middling customers with no concurrent edits:
+/// requests against ⌈N/15⌉ (+ 1 for the first read, which has no upper
+/// bound when the engine has not yet heard VOMO's clock).
+async fn small() {
+    for users in [100, 900, 1_500, 10_000] {
+        let sim = simulator(users).await;
+        let (_, requests, counts) = backfill_counts(&sim, 0.0).await;
+        let ideal = users.div_ceil(15);
+        println!(
+            "small: {users} users, no edits: {requests} requests for ⌈N/15⌉ = {ideal} ({:+.1} %; {} chunks, {} probes split)",
+            (requests as f64 / ideal as f64 - 1.0) * 100.0,
+            counts.chunks,
             counts.probes_split
         );
     }
@@ -206,6 +225,9 @@ fn main() {
     }
     if wants("throughput") {
         runtime.block_on(throughput());
+    }
+    if wants("small") {
+        runtime.block_on(small());
     }
     if wants("edits") {
         runtime.block_on(edits());

@@ -193,6 +193,9 @@ pub struct AddArgs {
     /// How often to poll for changes (default: sync.poll_every of the config).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub poll_every: Option<std::time::Duration>,
+    /// How often the live tail reads changes between polls, e.g. 10s; 0 turns it off (default: sync.tail_every).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
+    pub tail_every: Option<std::time::Duration>,
     /// How often to reconcile the recent past (default: sync.reconcile_every).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub reconcile_every: Option<std::time::Duration>,

@@ -222,6 +222,8 @@ pub struct CustomerSettings {
     pub rate_per_s: f64,
     /// How often to poll for changes, in seconds.
     pub poll_every_secs: u64,
+    /// How often the live tail reads between polls, in seconds (0 = off).
+    pub tail_every_secs: u64,
     /// How often to reconcile the recent past, in seconds.
     pub reconcile_every_secs: u64,
     /// How often to scan every user for deletions and drift, in seconds.
@@ -236,6 +238,7 @@ impl Default for CustomerSettings {
         Self {
             rate_per_s: 3.0,
             poll_every_secs: 15 * 60,
+            tail_every_secs: 10,
             reconcile_every_secs: 24 * 3600,
             deletion_scan_every_secs: 7 * 24 * 3600,
             writeback_fields: Vec::new(),

@@ -326,6 +326,13 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
     registry.register("rate_limited", "429 answers from VOMO", limited.clone());
     let rate = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
     registry.register("budget_effective_requests_per_second", "Request budget in force", rate.clone());
+    let tail_changes = Family::<CustomerLabel, Counter>::default();
+    registry.register(
+        "tail_changes",
+        "Changes the live tail delivered between verified polls",
+        tail_changes.clone(),
+    );
+    let tail_age = gauge_i(&mut registry, "tail_last_read_age_seconds", "Age of the live tail's last read");
     let now = chrono::Utc::now();
     let verdicts = verdict_metrics(&mut registry, snapshot, now);
     for (c, verdict) in snapshot.customers.iter().zip(&verdicts) {
@@ -346,6 +353,12 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
             by_class.get_or_create(&ClassLabel { customer: c.name.clone(), class: class.as_str() }).inc_by(n);
         }
         limited.get_or_create(&label).inc_by(c.budget.rate_limited);
+        if let Some(tail) = &c.tail {
+            tail_changes.get_or_create(&label).inc_by(tail.changes);
+            if let Some(at) = tail.last_read_at {
+                tail_age.get_or_create(&label).set((now - at).num_seconds().max(0));
+            }
+        }
         rate.get_or_create(&label).set(c.budget.effective);
     }
     destination_metrics(&mut registry, snapshot);

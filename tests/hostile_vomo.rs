@@ -165,6 +165,17 @@ async fn a_checkpoint_in_the_future_is_reported_and_repaired_with_an_audit_entry
     let outcome = once(&fx.store).await;
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     assert!(watermark(&fx.store).await < Utc::now(), "repaired");
+    {
+        let d = replay_jsonl(&fx.jsonl);
+        let mut k: Vec<_> = d.keys().collect();
+        k.sort();
+        eprintln!(
+            "DBG keys {k:?} wm {:?} now {:?} runs {:?}",
+            watermark(&fx.store).await,
+            Utc::now(),
+            outcome.result
+        );
+    }
     assert!(replay_jsonl(&fx.jsonl).contains_key(&31), "the user created meanwhile arrives");
     let audit = fx.store.audit_log(Some("acme"), 50).await.unwrap();
     let repaired = audit.iter().find(|a| a.action == "checkpoint.repaired").expect("audited");

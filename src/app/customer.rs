@@ -105,6 +105,7 @@ async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
         settings: CustomerSettings {
             rate_per_s: rate,
             poll_every_secs: poll_every.as_secs(),
+            tail_every_secs: args.tail_every.unwrap_or(config.sync.tail_every).as_secs(),
             reconcile_every_secs: args
                 .reconcile_every
                 .unwrap_or(config.sync.reconcile_every)

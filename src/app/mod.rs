@@ -135,6 +135,7 @@ pub(crate) fn default_settings(config: &Config) -> crate::domain::CustomerSettin
     crate::domain::CustomerSettings {
         rate_per_s: config.sync.rate,
         poll_every_secs: config.sync.poll_every.as_secs().max(1),
+        tail_every_secs: config.sync.tail_every.as_secs(),
         reconcile_every_secs: config.sync.reconcile_every.as_secs().max(60),
         deletion_scan_every_secs: config.sync.deletion_scan_every.as_secs().max(60),
         writeback_fields: Vec::new(),

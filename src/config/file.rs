@@ -149,6 +149,7 @@ pub struct LogSection {
 pub struct SyncSection {
     pub settle: Option<HumanDuration>,
     pub poll_every: Option<HumanDuration>,
+    pub tail_every: Option<HumanDuration>,
     pub rate: Option<Lenient<f64>>,
     pub max_concurrent_backfills: Option<Lenient<usize>>,
     pub backfill_hours: Option<String>,
@@ -287,6 +288,7 @@ impl FileConfig {
             sync: SyncSection {
                 settle: other.sync.settle.or(self.sync.settle),
                 poll_every: other.sync.poll_every.or(self.sync.poll_every),
+                tail_every: other.sync.tail_every.or(self.sync.tail_every),
                 rate: other.sync.rate.or(self.sync.rate),
                 max_concurrent_backfills: other
                     .sync

@@ -19,6 +19,7 @@ pub const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("VOMO_SYNC_LOG_DIR", "log", "dir"),
     ("VOMO_SYNC_SYNC_SETTLE", "sync", "settle"),
     ("VOMO_SYNC_SYNC_POLL_EVERY", "sync", "poll_every"),
+    ("VOMO_SYNC_SYNC_TAIL_EVERY", "sync", "tail_every"),
     ("VOMO_SYNC_SYNC_RATE", "sync", "rate"),
     ("VOMO_SYNC_SYNC_MAX_CONCURRENT_BACKFILLS", "sync", "max_concurrent_backfills"),
     ("VOMO_SYNC_SYNC_BACKFILL_HOURS", "sync", "backfill_hours"),

@@ -196,6 +196,9 @@ pub struct SyncSettings {
     /// Default poll interval for new customers.
     #[serde(serialize_with = "serialize_duration")]
     pub poll_every: Duration,
+    /// Default live-tail interval for new customers (0 = no tail).
+    #[serde(serialize_with = "serialize_duration")]
+    pub tail_every: Duration,
     /// Default request budget (requests/s) for new customers; 0 = unlimited.
     pub rate: f64,
     pub max_concurrent_backfills: usize,
@@ -637,6 +640,7 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
     Ok(SyncSettings {
         settle: raw.settle.map_or(Duration::from_secs(120), |d| d.0),
         poll_every: raw.poll_every.map_or(Duration::from_secs(15 * 60), |d| d.0),
+        tail_every: raw.tail_every.map_or(Duration::from_secs(10), |d| d.0),
         rate,
         max_concurrent_backfills,
         backfill_hours,

@@ -16,7 +16,7 @@ pub mod postgres;
 mod spec;
 pub mod webhook;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::{Change, FailureClass, format_rfc3339};
@@ -261,6 +261,7 @@ pub fn event_json(customer: &str, change: &Change, synced_at: DateTime<Utc>) -> 
         "customer": customer,
         "vomo_user_id": change.vomo_user_id,
         "user": user.map(|u| serde_json::to_value(u).unwrap_or(Value::Null)),
-        "synced_at": format_rfc3339(&synced_at),
+        // To the millisecond: freshness is measured in seconds.
+        "synced_at": synced_at.trunc_subsecs(3).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
     })
 }

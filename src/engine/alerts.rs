@@ -204,6 +204,7 @@ mod tests {
             requests_total: 0,
             destinations: Vec::new(),
             reconcile_every_secs: 86_400,
+            tail: None,
         }
     }
 

@@ -73,6 +73,7 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         requests_total: 812,
         destinations: Vec::new(),
         reconcile_every_secs: 86_400,
+        tail: None,
     }
 }
 

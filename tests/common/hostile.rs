@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -101,7 +101,7 @@ impl Hostile {
     pub async fn start(users: i64) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let start = Utc::now() - Duration::hours(1);
+        let start = whole_second(Utc::now()) - Duration::hours(1);
         let state = Arc::new(State {
             armed: Mutex::new(HashSet::new()),
             users: Mutex::new((1..=users).map(|id| (id, start + Duration::seconds(id * 7))).collect()),
@@ -133,12 +133,18 @@ impl Hostile {
 
     /// Adds a user updated now (VOMO's clock is this machine's).
     pub fn add_user(&self, id: i64) {
-        self.state.users.lock().unwrap().push((id, Utc::now()));
+        self.state.users.lock().unwrap().push((id, whole_second(Utc::now())));
     }
 
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
     }
+}
+
+/// VOMO keeps `updated_at` in whole seconds: what it lists and what its
+/// filters compare are the same time.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(Duration::seconds(1)).unwrap()
 }
 
 fn user_json(id: i64, updated_at: DateTime<Utc>) -> Value {

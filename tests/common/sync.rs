@@ -67,7 +67,14 @@ pub async fn onboard(store: &Store, sim: &SimHandle, org: &str, name: &str, dest
         token: ApiToken::new(&sim.token(org).unwrap()).unwrap(),
         vomo_url: sim.base_url().to_owned(),
         destinations: dests.iter().map(|d| DestinationSpec::parse(d).unwrap()).collect(),
-        settings: CustomerSettings { rate_per_s: rate, poll_every_secs: 900, ..CustomerSettings::default() },
+        // The live tail reads every second, so every test of a running engine
+        // runs with it on (a tail can only make data fresher, never wrong).
+        settings: CustomerSettings {
+            rate_per_s: rate,
+            poll_every_secs: 900,
+            tail_every_secs: 1,
+            ..CustomerSettings::default()
+        },
     };
     operator(store).send(Command::Onboard(Box::new(request)), "tester").await.unwrap();
 }

@@ -38,6 +38,23 @@ pub struct Live {
     /// The destinations the customer's runs deliver to (their halts and
     /// budgets are shown), once a runtime is prepared.
     pub destinations: std::sync::Mutex<Option<Arc<Vec<crate::dest::Destination>>>>,
+    /// The live tail's figures.
+    pub tail: std::sync::Mutex<TailFigures>,
+}
+
+/// What the live tail (see [`super::tail`]) has done in this process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TailFigures {
+    /// The customer's tail interval in seconds (0 = off).
+    pub every_secs: u64,
+    /// Reads done, changes they delivered, reads handed over to a poll.
+    pub reads: u64,
+    pub changes: u64,
+    pub handovers: u64,
+    pub last_read_at: Option<DateTime<Utc>>,
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// The last read's failure, until a read succeeds.
+    pub failing: Option<String>,
 }
 
 impl Live {
@@ -87,6 +104,10 @@ impl Live {
 
     pub fn set_destinations(&self, destinations: Arc<Vec<crate::dest::Destination>>) {
         *locked(&self.destinations) = Some(destinations);
+    }
+
+    pub fn tail(&self) -> TailFigures {
+        locked(&self.tail).clone()
     }
 
     pub fn last_progress(&self) -> Option<Instant> {

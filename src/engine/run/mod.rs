@@ -21,5 +21,6 @@ pub(crate) mod lock;
 pub mod process;
 pub mod settle;
 pub mod sweep;
+pub mod tail;
 pub mod window;
 pub mod writeback;

@@ -9,7 +9,10 @@
 //! Large windows are cut into chunks of about `target` users, oldest first,
 //! by probing page 1 of a candidate chunk; split points come from the
 //! `updated_at` values seen (quantiles), and every probe's page 1 is
-//! processed, and reused as the walk's page 1 when the chunk is accepted. A
+//! processed, and reused as the walk's page 1 when the chunk is accepted; a
+//! probed chunk up to `max_chunk` is walked whole when that is the cheaper
+//! bet ([`ChunkSizer::walk_whole`]), so a small customer's backfill reads
+//! each page once. A
 //! chunk that fails verification is not walked again whole: the next chunk
 //! is planned from the exact times just seen, and its size comes from the
 //! observed rate of edits during walks ([`ChunkSizer`]): the size that
@@ -110,12 +113,40 @@ impl ChunkSizer {
         (self.failures / self.reads).min(0.99)
     }
 
+    /// Whether a probed chunk of `users` (at most `max_users`) is walked
+    /// whole rather than split. Its page 1 is already read, so walking it
+    /// costs `p − 1` more reads for its `p` pages, lost with the chance that
+    /// an edit breaks the walk; splitting throws the probe's place away and
+    /// pays the best chunk size's cost per page, half-empty last pages
+    /// included. Before any walk has been seen the prior's caution is not
+    /// applied: a first backfill of a small customer is read in exactly
+    /// ⌈N/15⌉ pages, and at worst one walk of `max_users` is lost before the
+    /// sizer learns.
+    pub fn walk_whole(&self, users: u64, max_users: u64) -> bool {
+        if users > max_users {
+            return false;
+        }
+        if *self == Self::default() {
+            return true;
+        }
+        let q = self.edit_rate();
+        let pages = users.div_ceil(PAGE_SIZE).max(1) as f64;
+        let whole = (pages - 1.0) / (1.0 - q).powf(pages - 1.0);
+        let best = (self.target(max_users) / PAGE_SIZE).max(1);
+        whole <= pages * self.cost(best)
+    }
+
+    /// Expected requests per useful page of a fresh chunk of `p` pages.
+    fn cost(&self, p: u64) -> f64 {
+        let q = self.edit_rate();
+        p as f64 / (p as f64 - 0.5) / (1.0 - q).powf(p as f64 - 1.0)
+    }
+
     /// The chunk size in users, between one page and `max_users`.
     pub fn target(&self, max_users: u64) -> u64 {
-        let q = self.edit_rate();
         let max_pages = (max_users / PAGE_SIZE).max(1);
-        let cost = |p: u64| p as f64 / (p as f64 - 0.5) / (1.0 - q).powf(p as f64 - 1.0);
-        let best = (1..=max_pages).min_by(|a, b| cost(*a).total_cmp(&cost(*b))).unwrap_or(max_pages);
+        let best =
+            (1..=max_pages).min_by(|a, b| self.cost(*a).total_cmp(&self.cost(*b))).unwrap_or(max_pages);
         best * PAGE_SIZE
     }
 }
@@ -307,7 +338,7 @@ impl Walker<'_> {
             if cursor == window.from.timestamp() && estimate.is_none() {
                 self.progress.total.store(first.total, Ordering::Relaxed);
             }
-            if first.total > self.sizer.target(self.max_chunk) * TOO_BIG_FACTOR && end > cursor {
+            if self.too_big(&first) && end > cursor {
                 summary.probes_split += 1;
                 cap = Some(end - 1);
                 estimate = Some(Estimate::from_probe(chunk, &first));
@@ -340,6 +371,14 @@ impl Walker<'_> {
             }
         }
         Ok(summary)
+    }
+
+    /// Whether a probe's chunk is split before it is walked: when it holds
+    /// well over the target, unless walking it whole (its page 1 read
+    /// already) is the cheaper bet.
+    fn too_big(&self, probe: &UserPage) -> bool {
+        probe.total > self.sizer.target(self.max_chunk) * TOO_BIG_FACTOR
+            && !self.sizer.walk_whole(probe.total, self.max_chunk)
     }
 
     fn record_page(&self, page: &UserPage) {

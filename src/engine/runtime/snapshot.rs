@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window};
 use crate::engine::run::budget::{Budget, BudgetFigures, Priority};
-use crate::engine::run::live::{FailureKind, Live, RunFailure};
+use crate::engine::run::live::{FailureKind, Live, RunFailure, TailFigures};
 
 /// The engine as a whole.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -117,6 +117,9 @@ pub struct CustomerSnapshot {
     pub destinations: Vec<DestinationView>,
     /// How often the customer is reconciled (its settings).
     pub reconcile_every_secs: u64,
+    /// The live tail as the process running the customer sees it (none
+    /// when it is off or nobody runs the customer).
+    pub tail: Option<TailFigures>,
 }
 
 /// The rate budget as shown.
@@ -296,6 +299,9 @@ pub struct LiveFigures {
     /// rows carry none).
     #[serde(default)]
     pub destinations: Vec<DestinationView>,
+    /// The live tail's figures (older heartbeat rows carry none).
+    #[serde(default)]
+    pub tail: Option<TailFigures>,
 }
 
 impl LiveFigures {
@@ -326,6 +332,7 @@ impl LiveFigures {
                 .destinations()
                 .map(|all| all.iter().map(DestinationView::of).collect())
                 .unwrap_or_default(),
+            tail: Some(live.tail()),
         }
     }
 }
@@ -413,5 +420,6 @@ pub(crate) fn build_customer(
         requests_total: live.requests_total,
         destinations: live.destinations.clone(),
         reconcile_every_secs: customer.settings.reconcile_every_secs,
+        tail: live.tail.clone().filter(|t| t.every_secs > 0 || t.reads > 0),
     }
 }

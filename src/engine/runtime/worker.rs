@@ -25,7 +25,9 @@ use crate::engine::run::dlq_retry::{self, Selection};
 use crate::engine::run::events::EventLevel;
 use crate::engine::run::execute::{self, Mode};
 use crate::engine::run::live::{FailureKind, Live};
+use crate::engine::run::lock::locked;
 use crate::engine::run::settle;
+use crate::engine::run::tail::{self, TailRead};
 use crate::store::Customer;
 
 /// Messages from the supervisor to a worker: work to do now, or work to
@@ -97,23 +99,33 @@ pub async fn run(
     let runtime = Arc::new(runtime);
     let interval = Duration::from_secs(customer.settings.poll_every_secs.max(1));
     let (next_reconcile, next_scan) = audit_schedule(&shared, &customer).await;
+    let tail_every = Duration::from_secs(customer.settings.tail_every_secs);
     let mut schedule = Schedule {
         next_poll: first_poll(&runtime, interval).await,
         failures: 0,
         force_backfill: false,
         next_reconcile,
         next_scan,
+        next_tail: (!tail_every.is_zero()).then(|| Utc::now() + jittered(tail_every)),
+        tail_mark: None,
+        tail_failing: false,
     };
+    locked(&live.tail).every_secs = tail_every.as_secs();
     let mut background: Background = None;
     loop {
         live.set_next_poll(Some(schedule.next_poll));
         let next_dlq = shared.store.next_dlq_retry_at(customer.id).await.ok().flatten();
-        let wake =
-            [Some(schedule.next_poll), next_dlq, Some(schedule.next_reconcile), Some(schedule.next_scan)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(schedule.next_poll);
+        let wake = [
+            Some(schedule.next_poll),
+            next_dlq,
+            Some(schedule.next_reconcile),
+            Some(schedule.next_scan),
+            schedule.next_tail,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(schedule.next_poll);
         let sleep = (wake - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             () = cancel.cancelled() => return stop_background(background).await,
@@ -145,6 +157,11 @@ pub async fn run(
                 {
                     runtime.event(EventLevel::Error, format!("DLQ retry failed: {e}"));
                 }
+                if schedule.next_tail.is_some_and(|t| t <= Utc::now()) && Utc::now() < schedule.next_poll
+                    && let Some(end) = tail_when_due(&runtime, &mut schedule, tail_every, &cancel).await
+                {
+                    return end;
+                }
             }
         }
     }
@@ -156,6 +173,70 @@ struct Schedule {
     force_backfill: bool,
     next_reconcile: DateTime<Utc>,
     next_scan: DateTime<Utc>,
+    /// The next live-tail read (none when the tail is off).
+    next_tail: Option<DateTime<Utc>>,
+    /// The tail's position (see [`tail`]); in memory only.
+    tail_mark: Option<DateTime<Utc>>,
+    /// The tail's last read failed (its failure was announced).
+    tail_failing: bool,
+}
+
+/// A failing tail waits at least this long before reading again.
+const TAIL_FAILURE_PAUSE: Duration = Duration::from_secs(60);
+
+/// Runs a live-tail read when due, once the backfill is complete (the tail
+/// yields to it), and acts on what it found: a burst is handed over to an
+/// early verified poll; a rejected token brings the poll forward, which
+/// stops the customer and records why; other failures are announced once
+/// and leave the polls to go on.
+async fn tail_when_due(
+    runtime: &CustomerRuntime,
+    schedule: &mut Schedule,
+    every: Duration,
+    cancel: &CancellationToken,
+) -> Option<WorkerEnd> {
+    schedule.next_tail = Some(Utc::now() + jittered(every));
+    let backfilled = runtime.live.backfill_done.load(std::sync::atomic::Ordering::Relaxed)
+        || runtime.customer.status == crate::domain::CustomerStatus::Active;
+    if !backfilled {
+        return None;
+    }
+    let outcome = tail::read(runtime, &mut schedule.tail_mark, cancel).await;
+    tail::record(runtime, &outcome);
+    match outcome {
+        Ok(read) => {
+            if schedule.tail_failing {
+                schedule.tail_failing = false;
+                runtime.event(EventLevel::Info, "live tail reading again");
+            }
+            if let TailRead::HandOver { changes, poll_at } = read
+                && poll_at < schedule.next_poll
+            {
+                schedule.next_poll = poll_at;
+                runtime.event(
+                    EventLevel::Info,
+                    format!(
+                        "live tail: more than a page changed ({changes} delivered now); a verified poll at {} reads the rest",
+                        poll_at.format("%H:%M:%S")
+                    ),
+                );
+            }
+            None
+        }
+        Err(SyncError::Cancelled) => Some(WorkerEnd::Stopped),
+        Err(SyncError::TokenRejected(_) | SyncError::Forbidden(_)) => {
+            schedule.next_poll = Utc::now();
+            None
+        }
+        Err(e) => {
+            schedule.next_tail = Some(Utc::now() + every.max(TAIL_FAILURE_PAUSE));
+            if !schedule.tail_failing {
+                schedule.tail_failing = true;
+                runtime.event(EventLevel::Warn, format!("live tail failed: {e}; the verified polls go on"));
+            }
+            None
+        }
+    }
 }
 
 /// When the next reconciliation and full scan are due: one interval after

@@ -105,7 +105,31 @@ fn info_lines(c: &CustomerSnapshot, verdict: &Verdict, app: &App, theme: Theme) 
     );
     let token_line =
         Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
-    vec![Line::from(status), token_line, Line::from(problem)]
+    let mut lines = vec![Line::from(status), token_line, Line::from(problem)];
+    lines.extend(tail_line(c, now, theme));
+    lines
+}
+
+/// The live tail, when it is on: how often, when it last read, what it
+/// delivered, and its share of the customer's requests.
+fn tail_line(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> Option<Line<'static>> {
+    let tail = c.tail.as_ref()?;
+    if let Some(why) = &tail.failing {
+        let text = format!("live tail failing: {why} · the verified polls go on");
+        return Some(Line::from(Span::styled(text, theme.health(Health::Warn))));
+    }
+    let last =
+        tail.last_read_at.map_or_else(|| "no read yet".to_owned(), |at| format!("read {} ago", ago(now, at)));
+    let share = match c.budget.requests {
+        0 => String::new(),
+        all => format!(" · {:.0} % of requests", c.budget.by_class.tail as f64 * 100.0 / all as f64),
+    };
+    let text = format!(
+        "live tail every {} · {last} · {} changes delivered{share}",
+        duration_text(i64::try_from(tail.every_secs).unwrap_or(i64::MAX)),
+        tail.changes
+    );
+    Some(Line::from(Span::styled(text, theme.dim())))
 }
 
 fn sparklines(frame: &mut Frame, area: Rect, app: &App, name: &str, theme: Theme) {
