@@ -74,6 +74,16 @@ async fn run() {
     let config = EngineConfig { settle: Duration::from_secs(120), ..sync::engine_config() };
     let handle = Engine::start(store.clone(), config).await.unwrap();
 
+    // Steady state: the worker is up and its tail has read once.
+    let mut watch = handle.watch();
+    while !watch
+        .borrow_and_update()
+        .customer("acme")
+        .and_then(|c| c.tail.as_ref())
+        .is_some_and(|t| t.reads > 0)
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
     let ids: Vec<i64> = sim.users("acme").unwrap().iter().map(|u| u.id).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let mut edits: Vec<(i64, String, DateTime<Utc>)> = Vec::new();
@@ -99,7 +109,13 @@ async fn run() {
     let (mut superseded, mut missing) = (0, 0);
     for (i, (id, phone, at)) in edits.iter().enumerate() {
         match delivered.get(&(*id, phone.clone())) {
-            Some(synced) => latencies.push((*synced - *at).num_milliseconds() as f64 / 1000.0),
+            Some(synced) => {
+                let latency = (*synced - *at).num_milliseconds() as f64 / 1000.0;
+                if std::env::var_os("BENCH_VERBOSE").is_some() {
+                    println!("edit {i} at {at} of user {id}: {latency:.1} s");
+                }
+                latencies.push(latency);
+            }
             // Edited again before it was read: the newer value is what counts.
             None if edits[i + 1..].iter().any(|(later, ..)| later == id) => superseded += 1,
             None => missing += 1,
@@ -147,6 +163,10 @@ async fn run() {
 }
 
 fn main() {
+    // RUST_LOG=info shows what the engine did (the tail's handovers, polls).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(run());
 }

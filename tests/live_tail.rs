@@ -149,6 +149,27 @@ async fn the_tail_delivers_within_seconds_and_hands_a_burst_to_a_verified_poll()
     handle.shutdown().await;
 }
 
+/// A process that starts on a customer another run backfilled has not yet
+/// heard VOMO's clock: its tail reads at once all the same, long before the
+/// first poll (due at a random point of the hour).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_process_tails_before_its_first_poll() {
+    let sim = sim_with(&[("acme", 30)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = state_db(dir.path()).await;
+    let jsonl = dir.path().join("acme.jsonl");
+    onboard(&store, &sim, &jsonl, 1).await;
+    common::sync::run_once(&store).await;
+    let ids: Vec<i64> = sim.users("acme").unwrap().iter().map(|u| u.id).collect();
+    sim.advance_clock(2);
+    let handle = Engine::start(store.clone(), engine_config()).await.unwrap();
+    edit(&sim, &ids[..1], "+1-555-0400");
+    let took = until_delivered(&jsonl, &ids[..1], "+1-555-0400").await;
+    assert!(took < Duration::from_secs(8), "the edit took {took:?}");
+    assert_eq!(polls(&store).await, 0, "no verified poll ran");
+    handle.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tail_set_to_zero_reads_nothing() {
     let sim = sim_with(&[("acme", 30)]).await;

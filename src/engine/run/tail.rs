@@ -37,8 +37,7 @@ const OVERLAP: Duration = Duration::seconds(3);
 /// What one tail read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailRead {
-    /// Nothing to read yet: VOMO's clock is not known (the next poll tells
-    /// it), or the checkpoint is already at VOMO's present.
+    /// Nothing to read: the checkpoint is already at VOMO's present.
     Skipped,
     /// Read whole; `changes` were delivered (created, updated or deleted).
     Read { changes: u64 },
@@ -54,12 +53,12 @@ pub async fn read(
     mark: &mut Option<DateTime<Utc>>,
     cancel: &CancellationToken,
 ) -> Result<TailRead, SyncError> {
-    let Some(now) = rt.clock.now() else { return Ok(TailRead::Skipped) };
-    // VOMO's current second may still be filling: the read ends before it.
-    let end = whole_second(now) - Duration::seconds(1);
+    // VOMO's current second may still be filling: a read ends before it.
+    let before_now = |now: DateTime<Utc>| whole_second(now) - Duration::seconds(1);
+    let known_end = rt.clock.now().map(before_now);
     let checkpoint = rt.target.store.load_checkpoint(rt.customer.id).await?.watermark;
     let from = mark.map_or(checkpoint, |m| (m - OVERLAP).max(checkpoint));
-    if from > end {
+    if known_end.is_some_and(|end| from > end) {
         return Ok(TailRead::Skipped);
     }
     let fetcher = Fetcher::new(
@@ -69,10 +68,14 @@ pub async fn read(
         rt.config.request_retry,
         cancel.child_token(),
     );
-    let page = fetcher.list(Priority::Tail, &UserFilter::updated_between(from, end), 1).await?;
+    // Without VOMO's clock yet (a fresh process before its first poll) the
+    // read is open-ended and its own `Date` says where it ends.
+    let filter = UserFilter { updated_after: Some(from), updated_before: known_end, ..UserFilter::default() };
+    let page = fetcher.list(Priority::Tail, &filter, 1).await?;
     // Our idea of VOMO's clock may have run ahead of it: the mark never
     // passes the last whole second VOMO itself has lived through.
-    let end = rt.clock.now().map_or(end, |now| end.min(whole_second(now) - Duration::seconds(1)));
+    let now = rt.clock.now().ok_or(super::clock::ClockError::NoDate)?;
+    let end = known_end.map_or(before_now(now), |end| end.min(before_now(now)));
     let listed = (page.users.len() + page.malformed.len()) as u64;
     let complete = page.last_page <= 1 && listed == page.total;
     // Only users inside the read (a hostile page may list others); the

@@ -164,6 +164,7 @@ pub struct Walker<'a> {
 /// Where the users of part of a window are: a cumulative count over the
 /// seconds `lo..=hi`, from every user's time after a walk (exact) or from a
 /// probe's page 1 (`total` users, sampled by its times).
+#[derive(Clone)]
 struct Estimate {
     lo: i64,
     hi: i64,
@@ -171,6 +172,42 @@ struct Estimate {
     times: Vec<i64>,
     total: f64,
     exact: bool,
+    /// Which users of the window a probe's page 1 holds.
+    sample: Sample,
+}
+
+/// What page 1 of a window tells about where its users are. VOMO's order
+/// is undocumented: a page in `updated_at` order holds the window's oldest
+/// users, not a spread of them, and reading it as a spread puts nearly the
+/// whole window into its first seconds (chunks far too small, each paying
+/// its own half-empty last page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sample {
+    /// Spread over the window (an order unrelated to time, such as ids).
+    Spread,
+    /// The oldest users (ascending `updated_at`).
+    Oldest,
+    /// The newest users (descending `updated_at`).
+    Newest,
+}
+
+impl Sample {
+    /// Reads the order off a page: fifteen users of unrelated order come
+    /// sorted by time once in 15! pages; a page of one second says nothing.
+    fn of(page: &UserPage) -> Self {
+        let times: Vec<i64> = page.users.iter().map(|u| u.updated_at.timestamp()).collect();
+        let listed = (page.users.len() + page.malformed.len()) as u64;
+        if times.len() < 3 || listed >= page.total || times.first() == times.last() {
+            return Self::Spread;
+        }
+        if times.windows(2).all(|w| w[0] <= w[1]) {
+            Self::Oldest
+        } else if times.windows(2).all(|w| w[0] >= w[1]) {
+            Self::Newest
+        } else {
+            Self::Spread
+        }
+    }
 }
 
 impl Estimate {
@@ -179,13 +216,25 @@ impl Estimate {
         let mut times: Vec<i64> =
             page.users.iter().map(|u| u.updated_at.timestamp()).filter(|t| (lo..=hi).contains(t)).collect();
         times.sort_unstable();
-        Self { lo, hi, times, total: page.total as f64, exact: false }
+        Self { lo, hi, times, total: page.total as f64, exact: false, sample: Sample::of(page) }
     }
 
     fn exact(window: Window, mut times: Vec<i64>) -> Self {
         times.sort_unstable();
         let total = times.len() as f64;
-        Self { lo: window.from.timestamp(), hi: window.to.timestamp(), times, total, exact: true }
+        let (lo, hi) = (window.from.timestamp(), window.to.timestamp());
+        Self { lo, hi, times, total, exact: true, sample: Sample::Spread }
+    }
+
+    /// The estimated count of users up to and including the `i`-th sample
+    /// (0-based, in time order).
+    fn rank(&self, i: usize) -> f64 {
+        let k = self.times.len() as f64;
+        match self.sample {
+            Sample::Spread => (i + 1) as f64 * self.total / (k + 1.0),
+            Sample::Oldest => (i + 1) as f64,
+            Sample::Newest => self.total - k + (i + 1) as f64,
+        }
     }
 
     /// Estimated users with `updated_at <= t`. Exact counts are a step
@@ -201,9 +250,8 @@ impl Estimate {
         if self.exact {
             return self.times.partition_point(|x| *x <= t) as f64;
         }
-        let weight = self.total / (self.times.len() + 1) as f64;
         let mut points = vec![(self.lo as f64, 0.0)];
-        points.extend(self.times.iter().enumerate().map(|(i, x)| (*x as f64, (i + 1) as f64 * weight)));
+        points.extend(self.times.iter().enumerate().map(|(i, x)| (*x as f64, self.rank(i))));
         points.push((self.hi as f64 + 1.0, self.total));
         let t = t as f64 + 1.0;
         let after = points.partition_point(|(x, _)| *x < t).min(points.len() - 1);
@@ -504,6 +552,27 @@ mod tests {
     }
 
     #[test]
+    fn a_page_in_time_order_holds_the_oldest_users_not_a_spread() {
+        // 1000 users, one a second over [0, 999]; page 1 in `updated_at`
+        // order holds seconds 0..14.
+        let oldest = Estimate {
+            lo: 0,
+            hi: 999,
+            times: (0..15).collect(),
+            total: 1000.0,
+            exact: false,
+            sample: Sample::Oldest,
+        };
+        let end = oldest.end_for(0, 100).unwrap();
+        assert!((90..=110).contains(&end), "100 users end near second 100, got {end}");
+        let spread = Estimate { sample: Sample::Spread, ..oldest.clone() };
+        assert!(spread.end_for(0, 100).unwrap() < 15, "read as a spread, the chunk would be tiny");
+        let newest = Estimate { times: (985..1000).collect(), sample: Sample::Newest, ..oldest };
+        let end = newest.end_for(0, 100).unwrap();
+        assert!((90..=110).contains(&end), "descending: the same, got {end}");
+    }
+
+    #[test]
     fn probe_estimates_interpolate_between_samples() {
         // 1000 users over [0, 999], sampled evenly: about one user per second.
         let probe = Estimate {
@@ -512,6 +581,7 @@ mod tests {
             times: (1..15).map(|i| i * 66).collect(),
             total: 1000.0,
             exact: false,
+            sample: Sample::Spread,
         };
         let end = probe.end_for(0, 100).unwrap();
         assert!((90..=110).contains(&end), "{end}");
