@@ -76,12 +76,10 @@ async fn run() {
 
     // Steady state: the worker is up and its tail has read once.
     let mut watch = handle.watch();
-    while !watch
-        .borrow_and_update()
-        .customer("acme")
-        .and_then(|c| c.tail.as_ref())
-        .is_some_and(|t| t.reads > 0)
-    {
+    let tail_has_read = |s: &vomo_sync::engine::EngineSnapshot| {
+        s.customer("acme").and_then(|c| c.tail.as_ref()).is_some_and(|t| t.reads > 0)
+    };
+    while !tail_has_read(&watch.borrow_and_update()) {
         let _ = tokio::time::timeout(Duration::from_secs(1), watch.changed()).await;
     }
     let ids: Vec<i64> = sim.users("acme").unwrap().iter().map(|u| u.id).collect();
