@@ -165,17 +165,6 @@ async fn a_checkpoint_in_the_future_is_reported_and_repaired_with_an_audit_entry
     let outcome = once(&fx.store).await;
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     assert!(watermark(&fx.store).await < Utc::now(), "repaired");
-    {
-        let d = replay_jsonl(&fx.jsonl);
-        let mut k: Vec<_> = d.keys().collect();
-        k.sort();
-        eprintln!(
-            "DBG keys {k:?} wm {:?} now {:?} runs {:?}",
-            watermark(&fx.store).await,
-            Utc::now(),
-            outcome.result
-        );
-    }
     assert!(replay_jsonl(&fx.jsonl).contains_key(&31), "the user created meanwhile arrives");
     let audit = fx.store.audit_log(Some("acme"), 50).await.unwrap();
     let repaired = audit.iter().find(|a| a.action == "checkpoint.repaired").expect("audited");
@@ -214,6 +203,22 @@ async fn page_counts_and_totals_that_lie_end_the_walk_with_few_requests() {
         assert!(hostile.requests() - before <= 40, "{defect:?}: {} requests", hostile.requests() - before);
         assert_eq!(watermark(&fx.store).await, epoch(), "{defect:?}");
     }
+}
+
+#[tokio::test]
+async fn a_vomo_that_ignores_the_date_filter_fails_the_poll_and_moves_nothing() {
+    let hostile = Hostile::start(40).await;
+    let fx = onboarded(&hostile, Defect::IgnoresFilter).await;
+    assert!(once(&fx.store).await.result.is_ok(), "backfill");
+    let after_backfill = watermark(&fx.store).await;
+    hostile.arm(Defect::IgnoresFilter);
+    let before = hostile.requests();
+    let error = failure(&once(&fx.store).await);
+    assert!(error.contains("VOMO is not applying its updated_after/updated_before filter"), "{error}");
+    assert!(error.contains("outside the requested updated_after="), "{error}");
+    // One page, retried as any page that fails its checks (request_retry.retries = 8).
+    assert!(hostile.requests() - before <= 9, "{} requests", hostile.requests() - before);
+    assert_eq!(watermark(&fx.store).await, after_backfill);
 }
 
 #[tokio::test]

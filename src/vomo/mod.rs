@@ -254,6 +254,13 @@ impl VomoClient {
         let (meta, users, malformed) = decode_user_list(&reply.body, &endpoint)?;
         let page = page.max(1);
         let last_page = check_page(&meta, page, users.len() + malformed.len())
+            .and_then(|last_page| {
+                let stamps = users
+                    .iter()
+                    .map(|u| (u.id, u.updated_at))
+                    .chain(malformed.iter().filter_map(|m| Some((m.id, m.updated_at?))));
+                check_in_window(filter, stamps).map(|()| last_page)
+            })
             .map_err(|reason| VomoError::Decode { endpoint: endpoint.clone(), reason })?;
         Ok(UserPage { users, malformed, page, total: meta.total, last_page, server_time, rate })
     }
@@ -410,6 +417,37 @@ fn check_page(meta: &wire::Meta, page: u64, listed: usize) -> Result<u64, String
         return Err(format!("page {page} is empty but meta.last_page claims {last_page} pages"));
     }
     Ok(last_page)
+}
+
+/// Checks that every user a page lists lies in the `updated_at` window it
+/// was asked for. A VOMO that ignores the filter (a renamed parameter is
+/// ignored, not refused) answers every window with the same users; a walk
+/// steered by those answers would narrow its windows forever and a
+/// checkpoint moved on them would claim a window nobody read. VOMO compares
+/// at second precision, so a second of slack either side.
+fn check_in_window(
+    filter: &UserFilter,
+    stamps: impl Iterator<Item = (VomoUserId, DateTime<Utc>)>,
+) -> Result<(), String> {
+    let slack = chrono::TimeDelta::seconds(1);
+    for (id, updated_at) in stamps {
+        let early = filter.updated_after.is_some_and(|after| updated_at + slack < after);
+        let late = filter.updated_before.is_some_and(|before| updated_at > before + slack);
+        if early || late {
+            let (name, bound) = if early {
+                ("updated_after", filter.updated_after)
+            } else {
+                ("updated_before", filter.updated_before)
+            };
+            let bound = bound.map(|b| iso_millis(&b)).unwrap_or_default();
+            return Err(format!(
+                "user {id} was updated at {}, outside the requested {name}={bound}: VOMO is not applying its \
+                 updated_after/updated_before filter, so no window it answers can be trusted",
+                crate::domain::format_rfc3339(&updated_at)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn detail(wire: wire::WireUser) -> UserDetail {

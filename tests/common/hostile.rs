@@ -33,6 +33,8 @@ pub enum Defect {
     ImplausibleTotal,
     /// `last_page` 1000 (total 15000) but every page after the first empty.
     EmptyPagesBeforeTheEnd,
+    /// Every window answered with every user: the date filters ignored.
+    IgnoresFilter,
     /// `last_page` that contradicts `total`.
     LastPageLies,
     /// One user (id readable) with an unreadable field and personal data.
@@ -53,6 +55,7 @@ impl Defect {
             Self::EndlessBody => "endless-body",
             Self::ImplausibleTotal => "implausible-total",
             Self::EmptyPagesBeforeTheEnd => "empty-pages",
+            Self::IgnoresFilter => "ignores-filter",
             Self::LastPageLies => "last-page-lies",
             Self::OneUnreadableUser => "one-unreadable-user",
             Self::UnreadableId => "unreadable-id",
@@ -60,7 +63,7 @@ impl Defect {
         }
     }
 
-    fn all() -> [Self; 11] {
+    fn all() -> [Self; 12] {
         [
             Self::FutureDate,
             Self::PastDate,
@@ -69,6 +72,7 @@ impl Defect {
             Self::EndlessBody,
             Self::ImplausibleTotal,
             Self::EmptyPagesBeforeTheEnd,
+            Self::IgnoresFilter,
             Self::LastPageLies,
             Self::OneUnreadableUser,
             Self::UnreadableId,
@@ -210,13 +214,23 @@ fn good_answer(state: &State, rest: &str, query: &str) -> Value {
             None => json!({ "message": "not found" }),
         };
     }
-    let (after, before, page) = query_params(query);
-    let mut matching: Vec<(i64, DateTime<Utc>)> = users
-        .into_iter()
+    let (_, _, page) = query_params(query);
+    envelope(&matching(state, query), page, None)
+}
+
+/// The users a query's `updated_after`/`updated_before` select, by id.
+fn matching(state: &State, query: &str) -> Vec<(i64, DateTime<Utc>)> {
+    let (after, before, _) = query_params(query);
+    let mut matching: Vec<(i64, DateTime<Utc>)> = state
+        .users
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
         .filter(|(_, at)| after.is_none_or(|a| *at >= a) && before.is_none_or(|b| *at <= b))
         .collect();
     matching.sort();
-    envelope(&matching, page, None)
+    matching
 }
 
 fn envelope(users: &[(i64, DateTime<Utc>)], page: u64, total: Option<u64>) -> Value {
@@ -269,12 +283,17 @@ async fn hostile_answer(
             respond(stream, 200, Some(Utc::now()), body.to_string().as_bytes()).await
         }
         Defect::EmptyPagesBeforeTheEnd => {
-            let users = state.users.lock().unwrap().clone();
+            let users = matching(state, query);
             let shown: Vec<_> = if page == 1 { users } else { Vec::new() };
             let body = envelope(&shown, 1, Some(15_000));
             let mut body = body;
             body["meta"]["current_page"] = json!(page);
             respond(stream, 200, Some(Utc::now()), body.to_string().as_bytes()).await
+        }
+        Defect::IgnoresFilter => {
+            let mut users = state.users.lock().unwrap().clone();
+            users.sort();
+            respond(stream, 200, Some(Utc::now()), envelope(&users, page, None).to_string().as_bytes()).await
         }
         Defect::LastPageLies => {
             let mut body: Value = serde_json::from_str(&good).unwrap();
