@@ -32,14 +32,7 @@ fn customer(n: usize) -> CustomerSnapshot {
         in_flight: None,
         users_synced: 1000,
         throughput_per_min: (n % 400) as f64,
-        budget: BudgetView {
-            configured: 3.0,
-            effective: 3.0,
-            requests: 100,
-            by_class: Default::default(),
-            rate_limited: 0,
-            paused: false,
-        },
+        budget: BudgetView { configured: 3.0, effective: 3.0, requests: 100, ..BudgetView::default() },
         token: Some(TokenView {
             fingerprint: "…abcd".into(),
             state: TokenState::Valid,

@@ -25,6 +25,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vomo_sync::domain::RateSetting;
 use vomo_sync::sim::{self, Faults, OrderMode, OrgSpec, SimConfig, SimHandle};
 
 async fn simulator(users: usize) -> SimHandle {
@@ -38,17 +39,20 @@ async fn simulator(users: usize) -> SimHandle {
 }
 
 /// Onboards one customer and runs its backfill; returns (seconds, requests).
-async fn backfill(sim: &SimHandle, rate: f64) -> (f64, u64) {
+async fn backfill(sim: &SimHandle, rate: RateSetting) -> (f64, u64) {
     let (secs, requests, _) = backfill_counts(sim, rate).await;
     (secs, requests)
 }
 
 /// Like `backfill`, with the run's counters.
-async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, vomo_sync::domain::RunCounts) {
+async fn backfill_counts(sim: &SimHandle, rate: RateSetting) -> (f64, u64, vomo_sync::domain::RunCounts) {
     let dir = tempfile::tempdir().unwrap();
     let store = sync::state_db(dir.path()).await;
     let dest = format!("jsonl:{}", dir.path().join("acme.jsonl").display());
-    sync::onboard(&store, sim, "acme", "acme", &[dest], rate).await;
+    sync::onboard_with(&store, sim, "acme", "acme", &[dest], rate).await;
+    // Onboarding's token check spent one of VOMO's allowance.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sim.reset_stats();
     let started = Instant::now();
     let outcomes = sync::run_once(&store).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -67,14 +71,18 @@ async fn backfill_counts(sim: &SimHandle, rate: f64) -> (f64, u64, vomo_sync::do
 async fn budget() {
     // The recipe's own sizes: its table says ~3 min for 1,000 users and
     // ~30 min for 10,000 at 3 req/s.
-    for users in [1_000, 10_000] {
+    // `auto` (the default: the rate VOMO declares, here 3/s) at both sizes,
+    // and a cap of 3 req/s at 10,000.
+    for (users, rate) in
+        [(1_000, RateSetting::Auto), (10_000, RateSetting::Auto), (10_000, RateSetting::Cap(3.0))]
+    {
         let sim = simulator(users).await;
         sim.set_rate_limit(Some(sim::RateLimit::parse("3/s").unwrap()));
-        let (secs, requests) = backfill(&sim, 3.0).await;
+        let (secs, requests) = backfill(&sim, rate).await;
         let ideal = users.div_ceil(15) as f64;
         let rejected = sim.stats().values().map(|s| s.status.get(&429).copied().unwrap_or(0)).sum::<u64>();
         println!(
-            "budget: {users} users at 3 req/s: {requests} requests for ⌈N/15⌉ = {ideal} ({:+.1} %), {secs:.0} s, \
+            "budget: {users} users, --rate {rate}, VOMO at 3 req/s: {requests} requests for ⌈N/15⌉ = {ideal} ({:+.1} %), {secs:.0} s, \
              {:.3} req/s = {:.1} % of the budget, {rejected} answered 429",
             (requests as f64 / ideal - 1.0) * 100.0,
             requests as f64 / secs,
@@ -104,7 +112,7 @@ async fn edits_case(users: usize, rate: f64, order: OrderMode) {
         order,
         ..Faults::default()
     });
-    let (secs, requests, counts) = backfill_counts(&sim, 0.0).await;
+    let (secs, requests, counts) = backfill_counts(&sim, RateSetting::Cap(0.0)).await;
     let ideal = users.div_ceil(15) as f64;
     println!(
         "edits: {users} users, {order:?} order, a user of the window changed before {:.0} % of page reads: {requests} requests = {:.2} × ⌈N/15⌉ ({secs:.1} s; {} chunks, {} failed walks, {} probes split)",
@@ -122,7 +130,7 @@ async fn edits_case(users: usize, rate: f64, order: OrderMode) {
 async fn small() {
     for users in [100, 900, 1_500, 10_000] {
         let sim = simulator(users).await;
-        let (_, requests, counts) = backfill_counts(&sim, 0.0).await;
+        let (_, requests, counts) = backfill_counts(&sim, RateSetting::Cap(0.0)).await;
         let ideal = users.div_ceil(15);
         println!(
             "small: {users} users, no edits: {requests} requests for ⌈N/15⌉ = {ideal} ({:+.1} %; {} chunks, {} probes split)",
@@ -136,7 +144,7 @@ async fn small() {
 async fn throughput() {
     let users: usize = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let sim = simulator(users).await;
-    let (secs, requests) = backfill(&sim, 0.0).await;
+    let (secs, requests) = backfill(&sim, RateSetting::Cap(0.0)).await;
     println!(
         "throughput: {users} users, limiter off, SQLite state, JSONL destination: {secs:.2} s = {:.0} users/s ({requests} requests)",
         users as f64 / secs

@@ -187,9 +187,9 @@ pub struct AddArgs {
     /// A destination: postgres://…[?table=NAME], webhook:URL,secret-env=VAR|secret-file=PATH, or jsonl:PATH. Repeatable.
     #[arg(long = "dest", value_name = "SPEC", required = true)]
     pub destinations: Vec<String>,
-    /// VOMO requests per second for this customer (default: sync.rate of the config; 0 = unlimited).
-    #[arg(long, value_name = "REQ_PER_S")]
-    pub rate: Option<f64>,
+    /// VOMO rate for this customer: `auto` follows the limit VOMO declares (X-RateLimit-*), a number caps it in requests per second, 0 = no cap (default: sync.rate of the config, `auto`).
+    #[arg(long, value_name = "auto|REQ_PER_S")]
+    pub rate: Option<crate::domain::RateSetting>,
     /// How often to poll for changes (default: sync.poll_every of the config).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_flag)]
     pub poll_every: Option<std::time::Duration>,

@@ -213,13 +213,94 @@ impl ChangeKind {
     }
 }
 
+/// How fast vomo-sync may call VOMO for a customer: `auto` follows the
+/// limit VOMO declares in `X-RateLimit-*` from a safe start; a number is a
+/// cap in requests per second (0 = none) that a lower declared limit still
+/// undercuts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateSetting {
+    Auto,
+    Cap(f64),
+}
+
+impl RateSetting {
+    /// The setting as a customer's settings store it.
+    pub fn apply(self, settings: &mut CustomerSettings) {
+        match self {
+            Self::Auto => settings.rate_auto = true,
+            Self::Cap(rate) => (settings.rate_auto, settings.rate_per_s) = (false, rate),
+        }
+    }
+
+    pub fn of(settings: &CustomerSettings) -> Self {
+        if settings.rate_auto { Self::Auto } else { Self::Cap(settings.rate_per_s) }
+    }
+}
+
+impl std::str::FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        match text.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(Self::Cap(rate)),
+            _ => Err(format!(
+                "{text:?} is not a request rate; use \"auto\" (follow what VOMO declares), a number of requests per second, or 0 for no cap"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for RateSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cap(rate) if *rate <= 0.0 => f.write_str("unlimited"),
+            Self::Cap(rate) => write!(f, "{rate}/s"),
+        }
+    }
+}
+
+impl Serialize for RateSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Cap(rate) => s.serialize_f64(*rate),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(rate) => rate.to_string(),
+            Raw::Text(text) => text,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Per-customer sync settings, stored as JSON with the customer. Fields added
 /// later get their default when an older row is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CustomerSettings {
-    /// The customer's VOMO request budget, requests per second.
+    /// The most VOMO requests per second for this customer (0 = no cap);
+    /// less when VOMO declares less. Ignored when `rate_auto`.
     pub rate_per_s: f64,
+    /// Follow the limit VOMO declares in `X-RateLimit-*`, from a safe start
+    /// (`--rate auto`). Rows stored before it existed read `false`: their
+    /// rate stays the cap it was set as.
+    pub rate_auto: bool,
     /// How often to poll for changes, in seconds.
     pub poll_every_secs: u64,
     /// How often the live tail reads between polls, in seconds (0 = off).
@@ -237,6 +318,7 @@ impl Default for CustomerSettings {
     fn default() -> Self {
         Self {
             rate_per_s: 3.0,
+            rate_auto: false,
             poll_every_secs: 15 * 60,
             tail_every_secs: 10,
             reconcile_every_secs: 24 * 3600,

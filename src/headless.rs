@@ -361,10 +361,45 @@ pub fn render_metrics(snapshot: &EngineSnapshot) -> Result<String, std::fmt::Err
         }
         rate.get_or_create(&label).set(c.budget.effective);
     }
+    budget_metrics(&mut registry, snapshot);
     destination_metrics(&mut registry, snapshot);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// The rate VOMO declares beside the rate used. A declaration not yet read
+/// (no headers, or too few answers to tell its window) is left out, not
+/// shown as zero.
+fn budget_metrics(registry: &mut Registry, snapshot: &EngineSnapshot) {
+    let used = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "budget_used_requests_per_second",
+        "VOMO requests sent over the last minute",
+        used.clone(),
+    );
+    let declared = Family::<CustomerLabel, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "rate_declared_requests_per_second",
+        "The rate limit VOMO declares (X-RateLimit-*), read as requests per second",
+        declared.clone(),
+    );
+    let remaining = Family::<CustomerLabel, Gauge>::default();
+    registry.register(
+        "rate_declared_remaining",
+        "X-RateLimit-Remaining of VOMO's latest answer",
+        remaining.clone(),
+    );
+    for c in &snapshot.customers {
+        let label = CustomerLabel { customer: c.name.clone() };
+        used.get_or_create(&label).set(c.budget.used_per_s);
+        if let Some(d) = &c.budget.declared {
+            remaining.get_or_create(&label).set(i64::from(d.remaining));
+            if let Some(per_s) = d.per_s {
+                declared.get_or_create(&label).set(per_s);
+            }
+        }
+    }
 }
 
 /// Sends alerts (see [`crate::engine::alerts`]) to `webhook` as JSON, one

@@ -163,8 +163,10 @@ async fn the_budget_holds_the_configured_rate_for_every_customer() {
 
 #[tokio::test]
 async fn a_budget_above_vomos_limit_backs_off_on_429_and_finishes() {
+    // A VOMO that refuses without declaring a limit: the only guide is
+    // its 429s (a declared limit is followed before any; tests/rate_learning.rs).
     let sim = sim_with(&[("a", 450)]).await;
-    sim.set_rate_limit(Some(RateLimit::parse("5/s").unwrap()));
+    sim.set_faults(Faults { rate_429: 0.2, seed: 3, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
     let store = state_db(dir.path()).await;
     let (spec, path) = jsonl(dir.path(), "a");

@@ -89,35 +89,30 @@ async fn add(args: AddArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let destinations =
         args.destinations.iter().map(|spec| DestinationSpec::parse(spec)).collect::<Result<Vec<_>, _>>()?;
     let rate = args.rate.unwrap_or(config.sync.rate);
-    if !rate.is_finite() || rate < 0.0 {
-        bail!("--rate {rate} is not a request rate; use a positive number, or 0 for unlimited");
-    }
     let poll_every = args.poll_every.unwrap_or(config.sync.poll_every);
     if poll_every.as_secs() == 0 {
         bail!("--poll-every must be at least one second");
     }
     let token = read_token(&args.token)?;
+    let mut settings = CustomerSettings {
+        poll_every_secs: poll_every.as_secs(),
+        tail_every_secs: args.tail_every.unwrap_or(config.sync.tail_every).as_secs(),
+        reconcile_every_secs: args.reconcile_every.unwrap_or(config.sync.reconcile_every).as_secs().max(60),
+        deletion_scan_every_secs: args
+            .deletion_scan_every
+            .unwrap_or(config.sync.deletion_scan_every)
+            .as_secs()
+            .max(60),
+        writeback_fields: args.writeback.clone(),
+        ..CustomerSettings::default()
+    };
+    rate.apply(&mut settings);
     let request = OnboardRequest {
         name: args.name.clone(),
         token,
         vomo_url: args.vomo_url.clone().unwrap_or_else(|| config.vomo.base_url.clone()),
         destinations,
-        settings: CustomerSettings {
-            rate_per_s: rate,
-            poll_every_secs: poll_every.as_secs(),
-            tail_every_secs: args.tail_every.unwrap_or(config.sync.tail_every).as_secs(),
-            reconcile_every_secs: args
-                .reconcile_every
-                .unwrap_or(config.sync.reconcile_every)
-                .as_secs()
-                .max(60),
-            deletion_scan_every_secs: args
-                .deletion_scan_every
-                .unwrap_or(config.sync.deletion_scan_every)
-                .as_secs()
-                .max(60),
-            writeback_fields: args.writeback.clone(),
-        },
+        settings,
     };
     // Onboarding may set up an empty state DB file (a new installation).
     let store = super::open_store_with(config, true, crate::store::EmptyFile::Initialise).await?;
@@ -140,7 +135,7 @@ async fn list(json: bool, config: &Config) -> anyhow::Result<ExitCode> {
                 c.name.clone(),
                 c.status.to_string(),
                 c.token.as_ref().map_or_else(|| "-".into(), |t| format!("{} {}", t.fingerprint, t.state)),
-                format!("{}/s", c.budget.configured),
+                c.budget.setting().to_string(),
                 c.vomo_url.clone(),
                 format_rfc3339(&c.watermark),
             ]

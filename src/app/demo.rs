@@ -176,7 +176,7 @@ async fn onboard(
         .map(|d| DestinationSpec::parse(d).map_err(|e| anyhow::anyhow!("--dest {d}: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut settings = default_settings(config);
-    settings.rate_per_s = DEMO_RATE;
+    crate::domain::RateSetting::Cap(DEMO_RATE).apply(&mut settings);
     settings.poll_every_secs = 20;
     let request = OnboardRequest {
         name: name.to_owned(),

@@ -132,14 +132,15 @@ pub(crate) async fn open_operator(config: &Config, create_key: bool) -> anyhow::
 
 /// Settings of customers onboarded without flags (the console's form).
 pub(crate) fn default_settings(config: &Config) -> crate::domain::CustomerSettings {
-    crate::domain::CustomerSettings {
-        rate_per_s: config.sync.rate,
+    let mut settings = crate::domain::CustomerSettings {
         poll_every_secs: config.sync.poll_every.as_secs().max(1),
         tail_every_secs: config.sync.tail_every.as_secs(),
         reconcile_every_secs: config.sync.reconcile_every.as_secs().max(60),
         deletion_scan_every_secs: config.sync.deletion_scan_every.as_secs().max(60),
-        writeback_fields: Vec::new(),
-    }
+        ..crate::domain::CustomerSettings::default()
+    };
+    config.sync.rate.apply(&mut settings);
+    settings
 }
 
 /// Prints rows under headers, columns padded to their widest cell.

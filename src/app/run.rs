@@ -201,7 +201,7 @@ pub async fn status(args: &StatusArgs, config: &Config) -> anyhow::Result<ExitCo
                     |t| format!("{} ({})", c.dlq.pending, age(now, t)),
                 ),
                 c.token.as_ref().map_or_else(|| "none".into(), |t| format!("{} {}", t.fingerprint, t.state)),
-                format!("{}/s", c.budget.configured),
+                c.budget.setting().to_string(),
                 c.owner.clone().unwrap_or_else(|| "-".into()),
             ]
         })

@@ -150,7 +150,7 @@ pub struct SyncSection {
     pub settle: Option<HumanDuration>,
     pub poll_every: Option<HumanDuration>,
     pub tail_every: Option<HumanDuration>,
-    pub rate: Option<Lenient<f64>>,
+    pub rate: Option<crate::domain::RateSetting>,
     pub max_concurrent_backfills: Option<Lenient<usize>>,
     pub backfill_hours: Option<String>,
     pub request_retries: Option<Lenient<u32>>,

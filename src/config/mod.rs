@@ -199,8 +199,9 @@ pub struct SyncSettings {
     /// Default live-tail interval for new customers (0 = no tail).
     #[serde(serialize_with = "serialize_duration")]
     pub tail_every: Duration,
-    /// Default request budget (requests/s) for new customers; 0 = unlimited.
-    pub rate: f64,
+    /// Default VOMO rate of new customers: `auto` (follow what VOMO
+    /// declares) or a cap in requests/s (0 = none).
+    pub rate: crate::domain::RateSetting,
     pub max_concurrent_backfills: usize,
     /// Backfills start only inside these UTC hours, e.g. `"22:00-06:00"`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -596,13 +597,7 @@ fn resolve_sync(raw: &file::SyncSection) -> Result<SyncSettings, ConfigError> {
         key: format!("sync.{key}"),
         message,
     };
-    let rate = raw.rate.map_or(3.0, |r| r.0);
-    if !rate.is_finite() || rate < 0.0 {
-        return Err(invalid(
-            "rate",
-            format!("{rate} is not a request rate; use a positive number, or 0 for unlimited"),
-        ));
-    }
+    let rate = raw.rate.unwrap_or(crate::domain::RateSetting::Auto);
     let backfill_hours = raw
         .backfill_hours
         .as_deref()
@@ -822,7 +817,7 @@ mod tests {
         write_config(tmp.path(), "[sync]\nrate = 1.5\nbackfill_hours = \"22:00-06:00\"\n");
         let env = vars(&[("VOMO_SYNC_SYNC_MAX_CONCURRENT_BACKFILLS", "2"), ("VOMO_SYNC_SYNC_SETTLE", "5s")]);
         let config = Config::load_from(&Overrides::default(), &env, &dirs(tmp.path())).unwrap();
-        assert_eq!(config.sync.rate, 1.5);
+        assert_eq!(config.sync.rate, crate::domain::RateSetting::Cap(1.5));
         assert_eq!(config.sync.max_concurrent_backfills, 2);
         assert_eq!(config.sync.settle, Duration::from_secs(5));
         let hours = config.sync.backfill_hours.unwrap();

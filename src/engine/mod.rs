@@ -42,6 +42,6 @@ pub use runtime::once;
 pub use runtime::once::OnceOutcome;
 pub use runtime::operator::Operator;
 pub use runtime::snapshot::{
-    BudgetView, ClassRequests, CustomerSnapshot, DestinationBudget, DestinationHalt, DestinationView,
-    DlqView, EngineSnapshot, RunProgress, RunView, StateDbFailure, TokenView,
+    BudgetView, ClassRequests, CustomerSnapshot, DeclaredView, DestinationBudget, DestinationHalt,
+    DestinationView, DlqView, EngineSnapshot, RunProgress, RunView, StateDbFailure, TokenView,
 };

@@ -18,8 +18,8 @@ use super::view;
 use crate::domain::{CustomerStatus, RunCounts, RunKind, RunOutcome, TokenState};
 use crate::engine::DlqItem;
 use crate::engine::{
-    BudgetView, ClassRequests, Command, CustomerSnapshot, DlqView, EngineEvent, EngineSnapshot, EventLevel,
-    RunProgress, RunView, TokenView,
+    BudgetView, ClassRequests, Command, CustomerSnapshot, DeclaredView, DlqView, EngineEvent, EngineSnapshot,
+    EventLevel, RunProgress, RunView, TokenView,
 };
 
 fn now() -> DateTime<Utc> {
@@ -39,8 +39,11 @@ fn customer(name: &str, status: CustomerStatus, lag_secs: i64, dlq: i64) -> Cust
         users_synced: 1200,
         throughput_per_min: 340.0,
         budget: BudgetView {
-            configured: 3.0,
-            effective: 3.0,
+            auto: true,
+            configured: 0.0,
+            effective: 2.9,
+            used_per_s: 2.9,
+            declared: Some(DeclaredView { limit: 3, remaining: 2, per_s: Some(3.0), age_secs: 1 }),
             requests: 812,
             by_class: ClassRequests { poll: 812, ..ClassRequests::default() },
             rate_limited: 0,
@@ -510,7 +513,7 @@ fn a_backfill_never_shows_a_lag_and_a_silent_owner_is_no_live_instance() {
     let running = verdict("a-backfilling");
     assert_eq!(
         (running.state, running.freshness_text()),
-        (State::Backfilling, "backfill 58% · ETA 94s".into())
+        (State::Backfilling, "backfill 58% · ETA 97s".into())
     );
     let rejected = verdict("b-rejected-mid-backfill");
     assert_eq!(rejected.freshness_text(), "backfill 58% · stopped 2m ago (token rejected)");
@@ -610,9 +613,9 @@ fn ctrl_c_quits_ctrl_z_says_why_and_costly_actions_ask_or_refuse() {
     let Mode::Confirm { what: Guarded::Costly { cost, .. }, .. } = &app.mode else {
         panic!("{:?}", app.mode)
     };
-    assert_eq!((cost.requests, cost.secs), (80, Some(27)), "1,200 users at 3 req/s");
+    assert_eq!((cost.requests, cost.secs), (80, Some(28)), "1,200 users at 2.9 req/s");
     let screen = render(&app, 160, 48, ThemeKind::Dark);
-    assert!(screen.contains("about 80 requests to VOMO") && screen.contains("27s at its budget"), "{screen}");
+    assert!(screen.contains("about 80 requests to VOMO") && screen.contains("28s at its budget"), "{screen}");
     type_text(&mut app, "alpine-club");
     assert_eq!(
         update(&mut app, key(KeyCode::Enter)),

@@ -104,6 +104,13 @@ pub struct RateInfo {
     pub remaining: Option<u32>,
 }
 
+/// Told of every answer VOMO gives a client (the customer's budget, which
+/// learns the declared limit from it).
+pub trait RateObserver: Send + Sync {
+    /// `status` and the `X-RateLimit-*` of one answer, before its body is read.
+    fn answered(&self, status: u16, rate: RateInfo);
+}
+
 /// A user VOMO listed whose id is readable but whose fields are not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MalformedUser {
@@ -169,6 +176,7 @@ pub struct VomoClient {
     base: Url,
     auth: HeaderValue,
     max_body: u64,
+    observer: Option<std::sync::Arc<dyn RateObserver>>,
 }
 
 /// Refuses a VOMO URL over which the token would travel in clear text: a
@@ -221,7 +229,14 @@ impl VomoClient {
             .map_err(|_| bad("the token contains characters that cannot go in a header".into()))?;
         // Keeps the header out of reqwest's and hyper's debug output.
         auth.set_sensitive(true);
-        Ok(Self { http, base, auth, max_body: DEFAULT_MAX_BODY })
+        Ok(Self { http, base, auth, max_body: DEFAULT_MAX_BODY, observer: None })
+    }
+
+    /// The same client telling `observer` of every answer.
+    #[must_use]
+    pub fn with_rate_observer(mut self, observer: std::sync::Arc<dyn RateObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The same client reading bodies of at most `max_body` bytes.
@@ -329,6 +344,9 @@ impl VomoClient {
         let mut response = request.send().await.map_err(|e| transport_error(&e, endpoint))?;
         let status = response.status();
         let headers = response.headers().clone();
+        if let Some(observer) = &self.observer {
+            observer.answered(status.as_u16(), rate_info(&headers));
+        }
         let too_large = || VomoError::TooLarge { endpoint: endpoint.to_owned(), limit: self.max_body };
         if response.content_length().is_some_and(|n| n > self.max_body) {
             return Err(too_large());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vomo_sync::config::StateLocation;
 use vomo_sync::dest::DestinationSpec;
-use vomo_sync::domain::{ApiToken, CustomerSettings, User};
+use vomo_sync::domain::{ApiToken, CustomerSettings, RateSetting, User};
 use vomo_sync::engine::once::OnceRun;
 use vomo_sync::engine::{Command, Details, Done, OnboardRequest, Operator, RunReport};
 use vomo_sync::engine::{EngineConfig, OnceOutcome, RetryPolicy, default_owner};
@@ -60,21 +60,33 @@ pub async fn state_db(dir: &Path) -> Store {
     store
 }
 
-/// Onboards `name` for simulator org `org` with the given destinations.
+/// Onboards `name` for simulator org `org` with the given destinations,
+/// capped at `rate` requests/s (0 = no cap).
+#[allow(dead_code)] // the sync benchmark onboards through `onboard_with`
 pub async fn onboard(store: &Store, sim: &SimHandle, org: &str, name: &str, dests: &[String], rate: f64) {
+    onboard_with(store, sim, org, name, dests, RateSetting::Cap(rate)).await;
+}
+
+/// [`onboard`] with any rate setting (`auto` included).
+pub async fn onboard_with(
+    store: &Store,
+    sim: &SimHandle,
+    org: &str,
+    name: &str,
+    dests: &[String],
+    rate: RateSetting,
+) {
+    // The live tail reads every second, so every test of a running engine
+    // runs with it on (a tail can only make data fresher, never wrong).
+    let mut settings =
+        CustomerSettings { poll_every_secs: 900, tail_every_secs: 1, ..CustomerSettings::default() };
+    rate.apply(&mut settings);
     let request = OnboardRequest {
         name: name.to_owned(),
         token: ApiToken::new(&sim.token(org).unwrap()).unwrap(),
         vomo_url: sim.base_url().to_owned(),
         destinations: dests.iter().map(|d| DestinationSpec::parse(d).unwrap()).collect(),
-        // The live tail reads every second, so every test of a running engine
-        // runs with it on (a tail can only make data fresher, never wrong).
-        settings: CustomerSettings {
-            rate_per_s: rate,
-            poll_every_secs: 900,
-            tail_every_secs: 1,
-            ..CustomerSettings::default()
-        },
+        settings,
     };
     operator(store).send(Command::Onboard(Box::new(request)), "tester").await.unwrap();
 }

@@ -1,11 +1,14 @@
 //! A customer's VOMO request budget: a GCRA limiter (`governor`) at the
-//! configured rate that adapts — a 429 pauses it for `Retry-After` and halves
-//! the rate, which then recovers additively — and hands permits out by
-//! priority (write-back > polling > reconciliation > backfill > live tail),
-//! counting what each class was granted. Every VOMO
+//! rate the customer's plan allows, handing permits out by priority
+//! (write-back > polling > reconciliation > backfill > live tail) and
+//! counting what each class was granted. The rate follows what VOMO
+//! declares in `X-RateLimit-*` ([`super::declared`]) — up to the operator's
+//! cap, or from a safe start in `auto` — and adapts: a 429 pauses it for
+//! `Retry-After` and halves it, and it recovers additively. Every VOMO
 //! request of a customer goes through its budget, so the budget holds however
 //! many customers the process runs.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -15,7 +18,10 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
+use super::declared::Declared;
 use super::lock::locked;
+use crate::domain::CustomerSettings;
+use crate::vomo::{RateInfo, RateObserver};
 
 /// Work classes, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,29 +52,71 @@ impl Priority {
         }
     }
 }
-/// The rate never drops below this share of the configured rate.
+/// How a customer's rate is set: `auto` follows what VOMO declares from a
+/// safe start; otherwise `cap` requests per second (0 = no cap) is the most
+/// it sends, and less when VOMO declares less.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatePlan {
+    pub auto: bool,
+    pub cap: f64,
+}
+
+impl RatePlan {
+    pub fn of(settings: &CustomerSettings) -> Self {
+        Self { auto: settings.rate_auto, cap: settings.rate_per_s }
+    }
+}
+
+/// `auto` sends at this until VOMO's answers show what it allows: under
+/// Laravel's stock 60 a minute, the slowest limit VOMO is thought to have.
+pub const AUTO_START: f64 = 0.9;
+/// `auto` with a VOMO that declares nothing: the recipe's 3 req/s, with the
+/// 429 adaptation as the only guide.
+pub const AUTO_UNDECLARED: f64 = 3.0;
+/// `auto` never sends faster than this, whatever VOMO declares.
+pub const AUTO_MAX: f64 = 100.0;
+/// The backoff never cuts the rate below this share.
 const MIN_SHARE: f64 = 0.05;
-/// After a 429, every this long without another the rate grows by a tenth
-/// of the configured rate.
+/// After a 429, every this long without another the backoff gives back a
+/// tenth of the rate.
 const RECOVERY_STEP: Duration = Duration::from_secs(10);
 /// How long a lower-priority request waits before looking again when a
 /// higher-priority one is queued.
 const DEFER_TICK: Duration = Duration::from_millis(20);
+/// The limiter is rebuilt only for a change larger than this share; each
+/// rebuild costs up to one request interval.
+const RATE_HYSTERESIS: f64 = 0.02;
+/// The span over which the used rate is measured.
+const USED_SPAN: Duration = Duration::from_secs(60);
 
 struct State {
+    /// 1 normally; halved by each 429, recovering additively.
+    backoff: f64,
+    /// The limiter's rate (0 = unlimited).
     effective: f64,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     paused_until: Option<Instant>,
     last_change: Instant,
+    declared: Declared,
+    /// An answer came without `X-RateLimit-*`.
+    undeclared: bool,
+    /// When each of the last minute's permits was granted.
+    grants: VecDeque<Instant>,
 }
 
 /// Figures for status screens and metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetFigures {
-    /// Requests per second configured (0 = unlimited).
+    /// Whether the rate follows VOMO's declared limit from a safe start.
+    pub auto: bool,
+    /// The operator's cap in requests per second (0 = none).
     pub configured: f64,
-    /// Requests per second allowed now (lower after 429s).
+    /// Requests per second allowed now (0 = unlimited).
     pub effective: f64,
+    /// Requests per second sent over the last minute.
+    pub used_per_s: f64,
+    /// What VOMO declares, once its answers carried the headers.
+    pub declared: Option<DeclaredFigures>,
     pub granted: u64,
     /// `granted` by work class, indexed like [`Priority::ALL`].
     pub granted_by_class: [u64; PRIORITIES],
@@ -76,9 +124,20 @@ pub struct BudgetFigures {
     pub paused: bool,
 }
 
+/// VOMO's `X-RateLimit-*`, as last seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeclaredFigures {
+    pub limit: u32,
+    pub remaining: u32,
+    /// The limit read as requests per second, once the answers tell its window.
+    pub per_s: Option<f64>,
+    /// How long ago the last answer with the headers arrived.
+    pub age: Duration,
+}
+
 /// One customer's budget. Cheap to share behind an `Arc`.
 pub struct Budget {
-    configured: f64,
+    plan: RatePlan,
     state: Mutex<State>,
     waiting: [AtomicUsize; PRIORITIES],
     granted: AtomicU64,
@@ -113,20 +172,77 @@ fn limiter_for(rate: f64) -> Option<Arc<DefaultDirectRateLimiter>> {
 }
 
 impl Budget {
-    /// A budget of `rate` requests per second; 0 means unlimited.
+    /// A budget capped at `rate` requests per second (0 = unlimited).
+    #[cfg(test)]
     pub fn new(rate: f64) -> Self {
-        Self {
-            configured: rate,
+        Self::with_plan(RatePlan { auto: false, cap: rate })
+    }
+
+    pub fn with_plan(plan: RatePlan) -> Self {
+        let budget = Self {
+            plan,
             state: Mutex::new(State {
-                effective: rate,
-                limiter: limiter_for(rate),
+                backoff: 1.0,
+                effective: 0.0,
+                limiter: None,
                 paused_until: None,
                 last_change: Instant::now(),
+                declared: Declared::default(),
+                undeclared: false,
+                grants: VecDeque::new(),
             }),
             waiting: Default::default(),
             granted: AtomicU64::new(0),
             granted_by_class: Default::default(),
             rate_limited: AtomicU64::new(0),
+        };
+        {
+            let mut state = budget.state();
+            let rate = budget.wanted(&state);
+            state.effective = rate;
+            state.limiter = limiter_for(rate);
+        }
+        budget
+    }
+
+    pub fn plan(&self) -> RatePlan {
+        self.plan
+    }
+
+    /// The rate the plan and VOMO's declaration allow, before any backoff
+    /// (0 = unlimited).
+    fn wanted(&self, state: &State) -> f64 {
+        let cap = if self.plan.auto { AUTO_MAX } else { self.plan.cap };
+        let wanted = match state.declared.target(AUTO_START) {
+            Some(target) => target,
+            None if self.plan.auto && state.undeclared && state.declared.limit().is_none() => AUTO_UNDECLARED,
+            None if self.plan.auto => AUTO_START,
+            // The operator's rate until VOMO's declaration is read.
+            None => cap,
+        };
+        if cap > 0.0 && (wanted <= 0.0 || wanted > cap) { cap } else { wanted }
+    }
+
+    /// Moves the limiter to what the plan, the declaration and the backoff
+    /// allow, when that differs enough to be worth a new limiter.
+    fn retune(&self, state: &mut State) {
+        let wanted = self.wanted(state);
+        let rate = if wanted > 0.0 { (wanted * state.backoff).max(wanted * MIN_SHARE) } else { 0.0 };
+        let current = state.effective;
+        let same = if current <= 0.0 || rate <= 0.0 {
+            current == rate
+        } else {
+            ((rate - current) / current).abs() <= RATE_HYSTERESIS
+        };
+        if same {
+            return;
+        }
+        state.effective = rate;
+        state.limiter = limiter_for(rate);
+        if let Some(limiter) = &state.limiter {
+            // A new limiter starts with a permit in hand; spending it here
+            // keeps a change of rate from sending two requests at once.
+            let _ = limiter.check();
         }
     }
 
@@ -167,6 +283,12 @@ impl Budget {
         }
         self.granted.fetch_add(1, Ordering::Relaxed);
         self.granted_by_class[priority as usize].fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut state = self.state();
+        state.grants.push_back(now);
+        while state.grants.front().is_some_and(|at| now.saturating_duration_since(*at) > USED_SPAN) {
+            state.grants.pop_front();
+        }
     }
 
     /// VOMO answered 429: pause for `retry_after` (1 s when absent) and halve
@@ -177,36 +299,63 @@ impl Budget {
         let now = Instant::now();
         state.paused_until =
             Some(now + retry_after.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(100)));
-        if self.configured > 0.0 {
-            state.effective = (state.effective / 2.0).max(self.configured * MIN_SHARE);
-            state.limiter = limiter_for(state.effective);
-        }
+        state.backoff = (state.backoff / 2.0).max(MIN_SHARE);
         state.last_change = now;
+        self.retune(&mut state);
     }
 
-    /// Additive recovery towards the configured rate.
+    /// Additive recovery of the backoff.
     fn recover(&self, state: &mut State) {
-        if self.configured <= 0.0 || state.effective >= self.configured {
-            return;
+        if state.backoff < 1.0 {
+            let steps = state.last_change.elapsed().as_secs_f64() / RECOVERY_STEP.as_secs_f64();
+            if steps >= 1.0 {
+                state.backoff = (state.backoff + 0.1 * steps.floor()).min(1.0);
+                state.last_change = Instant::now();
+            }
         }
-        let steps = state.last_change.elapsed().as_secs_f64() / RECOVERY_STEP.as_secs_f64();
-        if steps >= 1.0 {
-            state.effective = (state.effective + self.configured * 0.1 * steps.floor()).min(self.configured);
-            state.limiter = limiter_for(state.effective);
-            state.last_change = Instant::now();
-        }
+        self.retune(state);
     }
 
     pub fn figures(&self) -> BudgetFigures {
         let state = self.state();
+        let declared = state.declared.limit().map(|limit| DeclaredFigures {
+            limit,
+            remaining: state.declared.remaining().unwrap_or(0),
+            per_s: state.declared.per_second(),
+            age: state.declared.last_seen().map_or(Duration::ZERO, |at| at.elapsed()),
+        });
+        let span =
+            state.grants.front().map_or(USED_SPAN, |first| first.elapsed().max(Duration::from_secs(1)));
         BudgetFigures {
-            configured: self.configured,
+            auto: self.plan.auto,
+            configured: self.plan.cap,
             effective: state.effective,
+            used_per_s: state.grants.len() as f64 / span.min(USED_SPAN).as_secs_f64(),
+            declared,
             granted: self.granted.load(Ordering::Relaxed),
             granted_by_class: std::array::from_fn(|i| self.granted_by_class[i].load(Ordering::Relaxed)),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             paused: state.paused_until.is_some_and(|until| until > Instant::now()),
         }
+    }
+}
+
+impl RateObserver for Budget {
+    /// Every VOMO answer of the customer, as it arrives: what it says of
+    /// the limit steers the rate. A 429 spent nothing and is handled by
+    /// [`Budget::on_rate_limited`].
+    fn answered(&self, status: u16, rate: RateInfo) {
+        if status == 429 {
+            return;
+        }
+        let mut state = self.state();
+        match (rate.limit, rate.remaining) {
+            (Some(limit), Some(remaining)) => {
+                state.declared.observe(Instant::now(), limit, remaining);
+            }
+            _ => state.undeclared = true,
+        }
+        self.retune(&mut state);
     }
 }
 

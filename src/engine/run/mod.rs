@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod clock;
 pub mod customer;
+pub mod declared;
 mod detect;
 pub mod dlq_retry;
 pub mod events;

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::dest::{Destination, DestinationSpec};
 use crate::engine::config::EngineConfig;
 use crate::engine::error::SyncError;
-use crate::engine::run::budget::Budget;
+use crate::engine::run::budget::{Budget, RatePlan};
 use crate::engine::run::clock::Clocks;
 use crate::engine::run::customer::CustomerRuntime;
 use crate::engine::run::events::{EngineEvent, EventLevel};
@@ -60,13 +60,14 @@ impl Shared {
     }
 
     /// The customer's budget; kept across worker restarts so a rate cut by
-    /// 429s is not forgotten, replaced when the configured rate changes.
+    /// 429s and a declared limit learned are not forgotten, replaced when
+    /// the customer's rate setting changes.
     pub fn budget(&self, customer: &Customer) -> Arc<Budget> {
         let mut budgets = locked(&self.budgets);
-        let rate = customer.settings.rate_per_s;
-        let entry = budgets.entry(customer.id).or_insert_with(|| Arc::new(Budget::new(rate)));
-        if (entry.figures().configured - rate).abs() > f64::EPSILON {
-            *entry = Arc::new(Budget::new(rate));
+        let plan = RatePlan::of(&customer.settings);
+        let entry = budgets.entry(customer.id).or_insert_with(|| Arc::new(Budget::with_plan(plan)));
+        if entry.plan() != plan {
+            *entry = Arc::new(Budget::with_plan(plan));
         }
         Arc::clone(entry)
     }
@@ -91,7 +92,8 @@ impl Shared {
             .map_err(SyncError::Vomo)?;
         let client = VomoClient::new(self.http.clone(), &customer.vomo_url, &token)
             .map_err(SyncError::Vomo)?
-            .with_max_body(self.config.client.max_body);
+            .with_max_body(self.config.client.max_body)
+            .with_rate_observer(self.budget(customer));
         let mut destinations = Vec::new();
         for record in self.store.destinations(customer).await? {
             let text = record.secret.as_deref().unwrap_or(&record.config);

@@ -125,14 +125,65 @@ pub struct CustomerSnapshot {
 /// The rate budget as shown.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct BudgetView {
+    /// The rate follows what VOMO declares, from a safe start (`--rate auto`).
+    #[serde(default)]
+    pub auto: bool,
+    /// The operator's cap, requests/s (0 = none).
     pub configured: f64,
+    /// The rate allowed now, requests/s (0 = unlimited).
     pub effective: f64,
+    /// Requests per second sent over the last minute.
+    #[serde(default)]
+    pub used_per_s: f64,
+    /// What VOMO's `X-RateLimit-*` said last; `None` before an answer carried them.
+    #[serde(default)]
+    pub declared: Option<DeclaredView>,
     pub requests: u64,
     /// `requests` by work class.
     #[serde(default)]
     pub by_class: ClassRequests,
     pub rate_limited: u64,
     pub paused: bool,
+}
+
+impl BudgetView {
+    /// The operator's setting: `auto` or the cap.
+    pub fn setting(&self) -> crate::domain::RateSetting {
+        if self.auto {
+            crate::domain::RateSetting::Auto
+        } else {
+            crate::domain::RateSetting::Cap(self.configured)
+        }
+    }
+
+    /// "VOMO declares 3/s (2 left)", "VOMO declares 60 (window not yet
+    /// read)", or `None` when no answer carried the headers.
+    pub fn declared_text(&self) -> Option<String> {
+        let d = self.declared?;
+        Some(match d.per_s {
+            Some(per_s) => format!("VOMO declares {} req/s ({} left)", trim_rate(per_s), d.remaining),
+            None => format!("VOMO declares {} (its window not yet read; {} left)", d.limit, d.remaining),
+        })
+    }
+}
+
+/// `3`, `0.5`, `16.7`: a rate without a trailing `.0`.
+pub fn trim_rate(rate: f64) -> String {
+    let text = format!("{rate:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
+
+/// VOMO's declared rate limit as its answers carried it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeclaredView {
+    /// `X-RateLimit-Limit`.
+    pub limit: u32,
+    /// `X-RateLimit-Remaining` of the latest answer.
+    pub remaining: u32,
+    /// The limit as requests/s, once the answers showed its window.
+    pub per_s: Option<f64>,
+    /// Seconds since the latest answer with the headers.
+    pub age_secs: u64,
 }
 
 /// Requests a customer's budget granted, by work class.
@@ -162,8 +213,16 @@ impl From<BudgetFigures> for BudgetView {
     fn from(f: BudgetFigures) -> Self {
         let class = |p: Priority| f.granted_by_class[p as usize];
         Self {
+            auto: f.auto,
             configured: f.configured,
             effective: f.effective,
+            used_per_s: f.used_per_s,
+            declared: f.declared.map(|d| DeclaredView {
+                limit: d.limit,
+                remaining: d.remaining,
+                per_s: d.per_s,
+                age_secs: d.age.as_secs(),
+            }),
             requests: f.granted,
             by_class: ClassRequests {
                 writeback: class(Priority::Writeback),
@@ -368,8 +427,14 @@ pub(crate) fn build_customer(
     let idle = LiveFigures::default();
     let live = live.unwrap_or(&idle);
     let budget = live.budget.unwrap_or(BudgetView {
+        auto: customer.settings.rate_auto,
         configured: customer.settings.rate_per_s,
-        effective: customer.settings.rate_per_s,
+        // Not running here: the rate it would start at.
+        effective: if customer.settings.rate_auto {
+            crate::engine::run::budget::AUTO_START
+        } else {
+            customer.settings.rate_per_s
+        },
         ..BudgetView::default()
     });
     CustomerSnapshot {

@@ -114,10 +114,10 @@ fn customer_cells(
     let h = health(verdict);
     let (token, token_h) = token_health(c);
     let state = verdict.state.as_str().to_owned();
-    let budget = if c.budget.effective <= 0.0 {
-        "∞".to_owned()
-    } else {
-        format!("{:.1}/{:.1}", c.budget.effective, c.budget.configured)
+    let budget = match (c.budget.effective, c.budget.setting()) {
+        (e, _) if e <= 0.0 => "∞".to_owned(),
+        (e, crate::domain::RateSetting::Auto) => format!("{e:.1} auto"),
+        (e, crate::domain::RateSetting::Cap(cap)) => format!("{e:.1}/{cap:.1}"),
     };
     let dlq = if c.dlq.pending > 0 { c.dlq.pending.to_string() } else { "·".to_owned() };
     let dlq_style = if c.dlq.permanent > 0 {

@@ -107,6 +107,7 @@ fn info_lines(c: &CustomerSnapshot, verdict: &Verdict, app: &App, theme: Theme) 
         Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
     let mut lines = vec![Line::from(status), token_line, Line::from(problem)];
     lines.extend(tail_line(c, now, theme));
+    lines.extend(c.budget.declared_text().map(|text| Line::from(Span::styled(text, theme.dim()))));
     lines
 }
 
@@ -193,25 +194,21 @@ fn destination_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> 
     lines
 }
 
-/// How much of the configured request budget is in effect, and what it used.
+/// The rate in force and the one used (what VOMO declares is a line of the
+/// facts above); the bar is the used share of what is allowed.
 fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> LineGauge<'static> {
-    let ratio = if c.budget.configured > 0.0 {
-        (c.budget.effective / c.budget.configured).clamp(0.0, 1.0)
-    } else {
-        1.0
-    };
-    let label = if c.budget.configured > 0.0 {
-        format!(
-            "budget {:.1} of {:.1} req/s · {} requests · {} × 429{}",
-            c.budget.effective,
-            c.budget.configured,
-            c.budget.requests,
-            c.budget.rate_limited,
-            if c.budget.paused { " · paused by 429" } else { "" }
-        )
-    } else {
-        format!("budget unlimited · {} requests · {} × 429", c.budget.requests, c.budget.rate_limited)
-    };
+    let b = &c.budget;
+    let ratio = if b.effective > 0.0 { (b.used_per_s / b.effective).clamp(0.0, 1.0) } else { 0.0 };
+    let allowed =
+        if b.effective > 0.0 { format!("{:.1} req/s", b.effective) } else { "unlimited".to_owned() };
+    let label = format!(
+        "budget {allowed} ({}) · used {:.1}/s · {} requests · {} × 429{}",
+        b.setting(),
+        b.used_per_s,
+        b.requests,
+        b.rate_limited,
+        if b.paused { " · paused by 429" } else { "" }
+    );
     // The caption beside a line, not printed over a bar.
     LineGauge::default().ratio(ratio).label(label).filled_style(theme.gauge())
 }
