@@ -449,19 +449,18 @@ fn check_in_window(
 ) -> Result<(), String> {
     let slack = chrono::TimeDelta::seconds(1);
     for (id, updated_at) in stamps {
-        let early = filter.updated_after.is_some_and(|after| updated_at + slack < after);
-        let late = filter.updated_before.is_some_and(|before| updated_at > before + slack);
-        if early || late {
-            let (name, bound) = if early {
-                ("updated_after", filter.updated_after)
-            } else {
-                ("updated_before", filter.updated_before)
-            };
-            let bound = bound.map(|b| iso_millis(&b)).unwrap_or_default();
+        let early =
+            filter.updated_after.filter(|after| updated_at + slack < *after).map(|b| ("updated_after", b));
+        let late = filter
+            .updated_before
+            .filter(|before| updated_at > *before + slack)
+            .map(|b| ("updated_before", b));
+        if let Some((name, bound)) = early.or(late) {
             return Err(format!(
-                "user {id} was updated at {}, outside the requested {name}={bound}: VOMO is not applying its \
+                "user {id} was updated at {}, outside the requested {name}={}: VOMO is not applying its \
                  updated_after/updated_before filter, so no window it answers can be trusted",
-                crate::domain::format_rfc3339(&updated_at)
+                crate::domain::format_rfc3339(&updated_at),
+                iso_millis(&bound)
             ));
         }
     }

@@ -1,5 +1,5 @@
 //! A customer's VOMO request budget: a GCRA limiter (`governor`) at the
-//! rate the customer's plan allows, handing permits out by priority
+//! rate the customer's setting (`--rate`) allows, handing permits out by priority
 //! (write-back > polling > reconciliation > backfill > live tail) and
 //! counting what each class was granted. The rate follows what VOMO
 //! declares in `X-RateLimit-*` ([`super::declared`]) — up to the operator's
@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use super::declared::Declared;
 use super::lock::locked;
-use crate::domain::CustomerSettings;
+use crate::domain::RateSetting;
 use crate::vomo::{RateInfo, RateObserver};
 
 /// Work classes, lowest first.
@@ -52,21 +52,6 @@ impl Priority {
         }
     }
 }
-/// How a customer's rate is set: `auto` follows what VOMO declares from a
-/// safe start; otherwise `cap` requests per second (0 = no cap) is the most
-/// it sends, and less when VOMO declares less.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RatePlan {
-    pub auto: bool,
-    pub cap: f64,
-}
-
-impl RatePlan {
-    pub fn of(settings: &CustomerSettings) -> Self {
-        Self { auto: settings.rate_auto, cap: settings.rate_per_s }
-    }
-}
-
 /// `auto` sends at this until VOMO's answers show what it allows: under
 /// Laravel's stock 60 a minute, the slowest limit VOMO is thought to have.
 pub const AUTO_START: f64 = 0.9;
@@ -107,10 +92,8 @@ struct State {
 /// Figures for status screens and metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetFigures {
-    /// Whether the rate follows VOMO's declared limit from a safe start.
-    pub auto: bool,
-    /// The operator's cap in requests per second (0 = none).
-    pub configured: f64,
+    /// `auto`, or the operator's cap.
+    pub setting: RateSetting,
     /// Requests per second allowed now (0 = unlimited).
     pub effective: f64,
     /// Requests per second sent over the last minute.
@@ -137,7 +120,7 @@ pub struct DeclaredFigures {
 
 /// One customer's budget. Cheap to share behind an `Arc`.
 pub struct Budget {
-    plan: RatePlan,
+    setting: RateSetting,
     state: Mutex<State>,
     waiting: [AtomicUsize; PRIORITIES],
     granted: AtomicU64,
@@ -175,12 +158,12 @@ impl Budget {
     /// A budget capped at `rate` requests per second (0 = unlimited).
     #[cfg(test)]
     pub fn new(rate: f64) -> Self {
-        Self::with_plan(RatePlan { auto: false, cap: rate })
+        Self::with_setting(RateSetting::Cap(rate))
     }
 
-    pub fn with_plan(plan: RatePlan) -> Self {
+    pub fn with_setting(setting: RateSetting) -> Self {
         let budget = Self {
-            plan,
+            setting,
             state: Mutex::new(State {
                 backoff: 1.0,
                 effective: 0.0,
@@ -205,25 +188,29 @@ impl Budget {
         budget
     }
 
-    pub fn plan(&self) -> RatePlan {
-        self.plan
+    pub fn setting(&self) -> RateSetting {
+        self.setting
     }
 
-    /// The rate the plan and VOMO's declaration allow, before any backoff
-    /// (0 = unlimited).
+    /// The rate the setting and VOMO's declaration allow, before any
+    /// backoff (0 = unlimited).
     fn wanted(&self, state: &State) -> f64 {
-        let cap = if self.plan.auto { AUTO_MAX } else { self.plan.cap };
+        let (auto, cap) = match self.setting {
+            RateSetting::Auto => (true, AUTO_MAX),
+            RateSetting::Cap(cap) => (false, cap),
+        };
+        // `target` is `None` only while no answer carried the headers.
         let wanted = match state.declared.target(AUTO_START) {
             Some(target) => target,
-            None if self.plan.auto && state.undeclared && state.declared.limit().is_none() => AUTO_UNDECLARED,
-            None if self.plan.auto => AUTO_START,
+            None if auto && state.undeclared => AUTO_UNDECLARED,
+            None if auto => AUTO_START,
             // The operator's rate until VOMO's declaration is read.
             None => cap,
         };
         if cap > 0.0 && (wanted <= 0.0 || wanted > cap) { cap } else { wanted }
     }
 
-    /// Moves the limiter to what the plan, the declaration and the backoff
+    /// Moves the limiter to what the setting, the declaration and the backoff
     /// allow, when that differs enough to be worth a new limiter.
     fn retune(&self, state: &mut State) {
         let wanted = self.wanted(state);
@@ -327,8 +314,7 @@ impl Budget {
         let span =
             state.grants.front().map_or(USED_SPAN, |first| first.elapsed().max(Duration::from_secs(1)));
         BudgetFigures {
-            auto: self.plan.auto,
-            configured: self.plan.cap,
+            setting: self.setting,
             effective: state.effective,
             used_per_s: state.grants.len() as f64 / span.min(USED_SPAN).as_secs_f64(),
             declared,

@@ -10,9 +10,10 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::dest::{Destination, DestinationSpec};
+use crate::domain::RateSetting;
 use crate::engine::config::EngineConfig;
 use crate::engine::error::SyncError;
-use crate::engine::run::budget::{Budget, RatePlan};
+use crate::engine::run::budget::Budget;
 use crate::engine::run::clock::Clocks;
 use crate::engine::run::customer::CustomerRuntime;
 use crate::engine::run::events::{EngineEvent, EventLevel};
@@ -64,10 +65,10 @@ impl Shared {
     /// the customer's rate setting changes.
     pub fn budget(&self, customer: &Customer) -> Arc<Budget> {
         let mut budgets = locked(&self.budgets);
-        let plan = RatePlan::of(&customer.settings);
-        let entry = budgets.entry(customer.id).or_insert_with(|| Arc::new(Budget::with_plan(plan)));
-        if entry.plan() != plan {
-            *entry = Arc::new(Budget::with_plan(plan));
+        let setting = RateSetting::of(&customer.settings);
+        let entry = budgets.entry(customer.id).or_insert_with(|| Arc::new(Budget::with_setting(setting)));
+        if entry.setting() != setting {
+            *entry = Arc::new(Budget::with_setting(setting));
         }
         Arc::clone(entry)
     }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::RateSetting;
 use crate::domain::{CustomerStatus, RunKind, RunOutcome, TokenState, Window};
 use crate::engine::run::budget::{Budget, BudgetFigures, Priority};
 use crate::engine::run::live::{FailureKind, Live, RunFailure, TailFigures};
@@ -147,13 +148,18 @@ pub struct BudgetView {
 }
 
 impl BudgetView {
+    /// The view of a budget not running here: the rate it would start at.
+    fn idle(setting: RateSetting) -> Self {
+        let (auto, configured, effective) = match setting {
+            RateSetting::Auto => (true, 0.0, crate::engine::run::budget::AUTO_START),
+            RateSetting::Cap(cap) => (false, cap, cap),
+        };
+        Self { auto, configured, effective, ..Self::default() }
+    }
+
     /// The operator's setting: `auto` or the cap.
-    pub fn setting(&self) -> crate::domain::RateSetting {
-        if self.auto {
-            crate::domain::RateSetting::Auto
-        } else {
-            crate::domain::RateSetting::Cap(self.configured)
-        }
+    pub fn setting(&self) -> RateSetting {
+        if self.auto { RateSetting::Auto } else { RateSetting::Cap(self.configured) }
     }
 
     /// "VOMO declares 3/s (2 left)", "VOMO declares 60 (window not yet
@@ -168,9 +174,12 @@ impl BudgetView {
 }
 
 /// `3`, `0.5`, `16.7`: a rate without a trailing `.0`.
-pub fn trim_rate(rate: f64) -> String {
+fn trim_rate(rate: f64) -> String {
     let text = format!("{rate:.1}");
-    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+    match text.strip_suffix(".0") {
+        Some(whole) => whole.to_owned(),
+        None => text,
+    }
 }
 
 /// VOMO's declared rate limit as its answers carried it.
@@ -213,8 +222,11 @@ impl From<BudgetFigures> for BudgetView {
     fn from(f: BudgetFigures) -> Self {
         let class = |p: Priority| f.granted_by_class[p as usize];
         Self {
-            auto: f.auto,
-            configured: f.configured,
+            auto: f.setting == RateSetting::Auto,
+            configured: match f.setting {
+                RateSetting::Auto => 0.0,
+                RateSetting::Cap(cap) => cap,
+            },
             effective: f.effective,
             used_per_s: f.used_per_s,
             declared: f.declared.map(|d| DeclaredView {
@@ -426,17 +438,7 @@ pub(crate) fn build_customer(
     let ahead = watermark - (now + margin);
     let idle = LiveFigures::default();
     let live = live.unwrap_or(&idle);
-    let budget = live.budget.unwrap_or(BudgetView {
-        auto: customer.settings.rate_auto,
-        configured: customer.settings.rate_per_s,
-        // Not running here: the rate it would start at.
-        effective: if customer.settings.rate_auto {
-            crate::engine::run::budget::AUTO_START
-        } else {
-            customer.settings.rate_per_s
-        },
-        ..BudgetView::default()
-    });
+    let budget = live.budget.unwrap_or_else(|| BudgetView::idle(RateSetting::of(&customer.settings)));
     CustomerSnapshot {
         name: customer.name.clone(),
         status: customer.status,
