@@ -162,14 +162,17 @@ impl BudgetView {
         if self.auto { RateSetting::Auto } else { RateSetting::Cap(self.configured) }
     }
 
-    /// "VOMO declares 3/s (2 left)", "VOMO declares 60 (window not yet
-    /// read)", or `None` when no answer carried the headers.
-    pub fn declared_text(&self) -> Option<String> {
-        let d = self.declared?;
-        Some(match d.per_s {
-            Some(per_s) => format!("VOMO declares {} req/s ({} left)", trim_rate(per_s), d.remaining),
-            None => format!("VOMO declares {} (its window not yet read; {} left)", d.limit, d.remaining),
-        })
+    /// What VOMO declares, short enough to sit beside the rate used:
+    /// "VOMO 3/s (2 left)", "VOMO 60/? (30 left)" while the window is not
+    /// yet read, "no VOMO limit" while no answer carried the headers.
+    pub fn declared_text(&self) -> String {
+        match self.declared {
+            Some(DeclaredView { per_s: Some(per_s), remaining, .. }) => {
+                format!("VOMO {}/s ({remaining} left)", trim_rate(per_s))
+            }
+            Some(DeclaredView { limit, remaining, .. }) => format!("VOMO {limit}/? ({remaining} left)"),
+            None => "no VOMO limit".to_owned(),
+        }
     }
 }
 

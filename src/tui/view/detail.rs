@@ -107,7 +107,6 @@ fn info_lines(c: &CustomerSnapshot, verdict: &Verdict, app: &App, theme: Theme) 
         Line::from(vec![Span::styled(token, theme.health(token_h)), Span::styled(runner, theme.dim())]);
     let mut lines = vec![Line::from(status), token_line, Line::from(problem)];
     lines.extend(tail_line(c, now, theme));
-    lines.extend(c.budget.declared_text().map(|text| Line::from(Span::styled(text, theme.dim()))));
     lines
 }
 
@@ -194,16 +193,17 @@ fn destination_lines(c: &CustomerSnapshot, now: DateTime<Utc>, theme: Theme) -> 
     lines
 }
 
-/// The rate in force and the one used (what VOMO declares is a line of the
-/// facts above); the bar is the used share of what is allowed.
+/// The rate in force, what VOMO declares and the rate used, side by side
+/// on one line, so no terminal is too small to show them; the bar is the
+/// used share of what is allowed.
 fn budget_gauge(c: &CustomerSnapshot, theme: Theme) -> LineGauge<'static> {
     let b = &c.budget;
     let ratio = if b.effective > 0.0 { (b.used_per_s / b.effective).clamp(0.0, 1.0) } else { 0.0 };
-    let allowed =
-        if b.effective > 0.0 { format!("{:.1} req/s", b.effective) } else { "unlimited".to_owned() };
+    let allowed = if b.effective > 0.0 { format!("{:.1}/s", b.effective) } else { "unlimited".to_owned() };
     let label = format!(
-        "budget {allowed} ({}) · used {:.1}/s · {} requests · {} × 429{}",
+        "budget {allowed} {} · {} · used {:.1}/s · {} req · {} × 429{}",
         b.setting(),
+        b.declared_text(),
         b.used_per_s,
         b.requests,
         b.rate_limited,
